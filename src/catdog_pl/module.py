@@ -1,0 +1,96 @@
+"""The ``LightningModule``: the original's loss, optimiser and metrics around ``SeedCNN``."""
+
+from __future__ import annotations
+
+import torch
+from lightning.pytorch import LightningModule
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score
+
+from catdog_pl.model import SeedCNN
+
+
+def _eval_metrics(stage: str, threshold: float) -> MetricCollection:
+    return MetricCollection(
+        {"acc": BinaryAccuracy(threshold), "auroc": BinaryAUROC(), "f1": BinaryF1Score(threshold)}, prefix=f"{stage}/"
+    )
+
+
+class CatDogClassifier(LightningModule):
+    """Binary cat/dog classifier: ``SeedCNN``, ``BCEWithLogitsLoss`` and Adam with Keras's defaults.
+
+    Args:
+        image_size: side of the square input images; the data module follows it.
+        lr: Adam learning rate (Keras ``Adam()``: 1e-3).
+        betas: Adam betas (Keras: 0.9, 0.999).
+        eps: Adam epsilon (Keras: 1e-7; PyTorch's default is 1e-8).
+        class_names: folder names of class 0 and class 1, read from the data when fitting and saved in the
+            checkpoint, so that prediction labels images without the data.
+        threshold: probability of class 1 above which an image is labelled class 1.
+    """
+
+    def __init__(
+        self,
+        image_size: int = 64,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-7,
+        class_names: tuple[str, str] = ("cats", "dogs"),
+        threshold: float = 0.5,
+    ) -> None:
+        super().__init__()
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+        self.save_hyperparameters()
+        self.net = SeedCNN(image_size=image_size)
+        self.loss_fn = nn.BCEWithLogitsLoss()
+        self.train_acc = BinaryAccuracy(threshold=threshold)
+        self.val_metrics = _eval_metrics("val", threshold)
+        self.test_metrics = _eval_metrics("test", threshold)
+        self.example_input_array = torch.zeros(2, 3, image_size, image_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of class 1 ("dogs"), shape ``(B,)``."""
+        return self.net(x)
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        data_classes = getattr(datamodule, "class_names", None)
+        if stage == "fit" and data_classes and tuple(data_classes) != tuple(self.hparams.class_names):
+            # The checkpoint must name the classes the weights were trained on.
+            self.hparams.class_names = tuple(data_classes)
+        elif data_classes and tuple(data_classes) != tuple(self.hparams.class_names):
+            rank_zero_warn(
+                f"the data's classes {list(data_classes)} differ from the model's {list(self.hparams.class_names)}"
+            )
+
+    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        images, targets = batch
+        logits = self(images)
+        loss = self.loss_fn(logits.float(), targets.float())
+        return loss, torch.sigmoid(logits.float()), targets
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, probs, targets = self._shared_step(batch)
+        self.train_acc(probs, targets)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        loss, probs, targets = self._shared_step(batch)
+        self.val_metrics.update(probs, targets)
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True)
+        self.log_dict(self.val_metrics, on_epoch=True, prog_bar=True)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        loss, probs, targets = self._shared_step(batch)
+        self.test_metrics.update(probs, targets)
+        self.log("test/loss", loss, on_epoch=True)
+        self.log_dict(self.test_metrics, on_epoch=True)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        hp = self.hparams
+        return torch.optim.Adam(self.parameters(), lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps)

@@ -1,0 +1,83 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from catdog_pl.cli import main
+
+from .conftest import CONFIG, ROOT
+
+QUIET = "--trainer.enable_progress_bar false --trainer.enable_model_summary false --data.num_workers 0"
+
+
+def run(subcommand: str, data_dir: Path, extra: str = ""):
+    """``main([subcommand, --config configs/cnn.yaml, --data.data_dir data_dir, ...])``, quiet and in-process."""
+    return main([subcommand, "--config", str(CONFIG), "--data.data_dir", str(data_dir), *QUIET.split(), *extra.split()])
+
+
+def test_fit_then_test_from_checkpoint(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run("fit", tiny_data, "--trainer.max_epochs 2 --trainer.limit_train_batches 1 --model.image_size 48")
+    run_dir = tmp_path / "lightning_logs" / "version_0"
+    assert (run_dir / "config.yaml").is_file()
+    assert list(run_dir.glob("events.out.tfevents.*"))
+    last = run_dir / "checkpoints" / "last.ckpt"
+    assert last.is_file() and list((run_dir / "checkpoints").glob("best-*.ckpt"))
+
+    checkpoint = torch.load(last, weights_only=True)
+    assert checkpoint["epoch"] == 1
+    assert checkpoint["hyper_parameters"]["image_size"] == 48
+    assert list(checkpoint["hyper_parameters"]["class_names"]) == ["cats", "dogs"]
+
+    # No --model.image_size here: it comes back from the checkpoint, and the data follows it.
+    cli = run("test", tiny_data, f"--ckpt_path {last}")
+    assert cli.model.hparams.image_size == 48 and cli.datamodule.hparams.image_size == 48
+    assert 0.0 <= cli.trainer.callback_metrics["test/acc"] <= 1.0
+    assert {"test/loss", "test/auroc", "test/f1"} <= set(cli.trainer.callback_metrics)
+
+
+def test_class_names_come_from_the_folders(tmp_path, monkeypatch):
+    from .conftest import make_dataset
+
+    data = make_dataset(tmp_path / "pets", n_train=4, n_test=2)
+    for split in ("training_set", "test_set"):
+        (data / split / "cats").rename(data / split / "Cat")
+        (data / split / "dogs").rename(data / split / "Dog")
+    monkeypatch.chdir(tmp_path)
+    run("fit", data, "--trainer.max_epochs 1")
+    checkpoint = torch.load(tmp_path / "lightning_logs/version_0/checkpoints/last.ckpt", weights_only=True)
+    assert list(checkpoint["hyper_parameters"]["class_names"]) == ["Cat", "Dog"]
+
+
+def test_learns_bright_dogs_from_dark_cats(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    no_files = "--trainer.logger false --trainer.enable_checkpointing false --trainer.callbacks null"
+    cli = run("fit", tiny_data, f"--trainer.max_epochs 8 --data.batch_size 8 {no_files}")
+    before = cli.model.net.conv1.weight.detach().clone()
+    result = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
+    assert result["test/acc"] >= 0.95
+    assert torch.equal(before, cli.model.net.conv1.weight)  # test does not train
+
+
+def test_layout_error_exits_with_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        run("fit", tmp_path / "nowhere")
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("catdog_pl: error: ") and str(tmp_path / "nowhere") in err[-1]
+
+
+def test_help_runs_as_a_module():
+    out = subprocess.run([sys.executable, "-m", "catdog_pl", "--help"], capture_output=True, text=True, check=True)
+    assert "fit" in out.stdout and "predict" in out.stdout
+
+
+@pytest.mark.parametrize("config", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_config_parses(config, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["fit", "--config", str(config), "--print_config"])
+    assert info.value.code == 0
+    assert "max_epochs" in capsys.readouterr().out
