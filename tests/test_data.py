@@ -7,25 +7,35 @@ import torch
 from catdog_pl.data import CatDogDataModule, DataLayoutError, stratified_split
 
 
-def test_classes_and_splits(tiny_data):
-    dm = CatDogDataModule(data_dir=str(tiny_data), batch_size=4, num_workers=0)
+def first_batch(dm: CatDogDataModule, loader, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch as the model sees it: loaded, then finished as the datamodule's on-device hook does."""
+    return dm.prepare_batch(next(iter(loader)), train)
+
+
+@pytest.mark.parametrize("cache", [True, False], ids=["cached", "streaming"])
+def test_classes_and_splits(tiny_data, cache):
+    dm = CatDogDataModule(data_dir=str(tiny_data), batch_size=4, num_workers=0, cache=cache)
     dm.setup("fit")
+    assert dm.cached is cache
     assert dm.class_names == ["cats", "dogs"]
     assert len(dm.train_set) == 32 and len(dm.val_set) == 16  # validates on test_set, as the original
-    images, labels = next(iter(dm.train_dataloader()))
-    assert images.shape == (4, 3, 64, 64) and images.dtype == torch.float32
-    assert set(labels.tolist()) <= {0, 1}
+    for loader, train in ((dm.train_dataloader(), True), (dm.val_dataloader(), False)):
+        images, labels = first_batch(dm, loader, train)
+        assert images.shape == (4, 3, 64, 64) and images.dtype == torch.float32
+        assert images.min() >= 0 and images.max() <= 1
+        assert set(labels.tolist()) <= {0, 1}
     dm.setup("test")
     assert len(dm.test_set) == 16
 
 
-def test_val_split_is_stratified_and_seeded(tiny_data):
-    dm = CatDogDataModule(data_dir=str(tiny_data), num_workers=0, val_split=0.25)
+@pytest.mark.parametrize("cache", [True, False], ids=["cached", "streaming"])
+def test_val_split_is_stratified_and_seeded(tiny_data, cache):
+    dm = CatDogDataModule(data_dir=str(tiny_data), num_workers=0, val_split=0.25, cache=cache)
     dm.setup("fit")
     assert len(dm.train_set) == 24 and len(dm.val_set) == 8
-    targets = dm.train_set.dataset.targets
-    assert Counter(targets[i] for i in dm.val_set.indices) == {0: 4, 1: 4}
-    assert not set(dm.train_set.indices) & set(dm.val_set.indices)
+    val_labels = [int(dm.val_set[i][1]) for i in range(len(dm.val_set))]
+    assert Counter(val_labels) == {0: 4, 1: 4}
+    targets = [label for _, label in sorted(dm._folder("training_set").samples)]
     assert stratified_split(targets, 0.25, seed=1) == stratified_split(targets, 0.25, seed=1)
     assert stratified_split(targets, 0.25, seed=1) != stratified_split(targets, 0.25, seed=2)
 

@@ -7,16 +7,18 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
-from PIL import Image, ImageOps
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.datasets import ImageFolder
 
+from catdog_pl.cache import CachedImages, available_cores, cache_nbytes, decode_all, passthrough_collate
+from catdog_pl.images import load_rgb
 from catdog_pl.transforms import (
     DEFAULT_SHEAR,
     DEFAULT_ZOOM,
+    BatchTrainAugment,
     build_eval_transform,
     build_train_transform,
     train_source_size,
@@ -29,39 +31,6 @@ LAYOUT = "<data_dir>/{training_set,test_set}/{cats,dogs}/*.jpg"
 
 class DataLayoutError(ValueError):
     """The data folder is not laid out as the original's ``training_set/`` and ``test_set/`` of two classes."""
-
-
-def load_rgb(path: str | os.PathLike, min_size: int | None = None) -> Image.Image:
-    """Open an image as RGB, the way every stage sees it.
-
-    JPEGs are decoded with ``Image.draft`` straight to the smallest DCT scale (1/2, 1/4, 1/8) that still covers
-    ``min_size`` on both sides, which is several times faster than a full decode for a 64-px network. EXIF
-    orientation is applied, and any mode (L, LA, P, RGBA, CMYK, 16-bit) is converted to RGB.
-    """
-    with Image.open(path) as img:
-        if min_size is not None and img.format == "JPEG":
-            # draft keeps both sides >= the request; rotated EXIF swaps them, a square request is unaffected.
-            img.draft("RGB", (min_size, min_size))
-        img = ImageOps.exif_transpose(img)
-        return to_rgb(img)
-
-
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Convert any PIL mode to 8-bit RGB; 16- and 32-bit integer images are scaled down, not clipped."""
-    if img.mode == "RGB":
-        return img
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        array = np.asarray(img, dtype=np.float64)
-        peak = 65535.0 if array.max(initial=0) > 255 else 255.0
-        img = Image.fromarray(np.clip(array * (255.0 / peak), 0, 255).astype(np.uint8), mode="L")
-    elif img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA"):
-        # Composite transparent pixels on white, as image viewers show them, rather than on black.
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(background, rgba)
-    return img.convert("RGB")
 
 
 def find_classes(split_dir: Path) -> list[str]:
@@ -108,17 +77,31 @@ def stratified_split(targets: list[int], fraction: float, seed: int) -> tuple[li
 class CatDogDataModule(LightningDataModule):
     """Cats and dogs from folders laid out as the original's ``training_set/`` and ``test_set/``.
 
+    Two data paths give the same images to the network:
+
+    - **cached** (the default where it fits): each photo is decoded once at setup (``Image.draft``, a thread per
+      core) into an in-memory uint8 tensor, squashed to 80 px for training and to ``image_size`` for evaluation.
+      Batches are one tensor index; the train augmentation runs per image on whole batches
+      (:class:`~catdog_pl.transforms.BatchTrainAugment`) after the batch reaches its device, the GPU included,
+      where the cache itself lives too. Evaluation images are bit-identical to the streaming path's.
+    - **streaming**: ``ImageFolder`` with the PIL transforms of :mod:`catdog_pl.transforms` in worker processes,
+      for data sets larger than ``cache_limit_mb``.
+
     Args:
         data_dir: folder holding ``training_set/{cats,dogs}`` and ``test_set/{cats,dogs}``.
-        image_size: side of the square images the network sees (Keras ``target_size``).
+        image_size: side of the square images the network sees (Keras ``target_size``); follows the model's.
         batch_size: images per batch, per process under DDP (Keras ``batch_size``).
-        num_workers: DataLoader worker processes; ``None`` picks from the CPU cores available.
+        num_workers: DataLoader worker processes when streaming; ``None`` picks from the CPU cores (the cached
+            path needs none).
         val_split: 0 validates on ``test_set`` as the original did; above 0 holds out that fraction of
             ``training_set`` (stratified, seeded) and keeps ``test_set`` for ``test`` alone.
         seed: seed of the ``val_split`` hold-out.
         zoom: Keras ``zoom_range`` of the train augmentation.
         shear: Keras ``shear_range`` (degrees) of the train augmentation.
         hflip: Keras ``horizontal_flip``.
+        cache: ``True`` decodes once into memory, ``False`` streams from disk, ``None`` caches when the decoded
+            images fit in ``cache_limit_mb``.
+        cache_limit_mb: memory the cache may take before ``cache=None`` falls back to streaming.
     """
 
     def __init__(
@@ -132,6 +115,8 @@ class CatDogDataModule(LightningDataModule):
         zoom: float = DEFAULT_ZOOM,
         shear: float = DEFAULT_SHEAR,
         hflip: bool = True,
+        cache: bool | None = None,
+        cache_limit_mb: float = 1024.0,
     ) -> None:
         super().__init__()
         if not 0.0 <= val_split < 1.0:
@@ -139,13 +124,20 @@ class CatDogDataModule(LightningDataModule):
         self.save_hyperparameters()
         self.data_dir = Path(data_dir)
         self.batch_size = batch_size
-        self.num_workers = default_num_workers() if num_workers is None else num_workers
         self.class_names: list[str] | None = None
+        self.cached: bool | None = None
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
+        self.batch_augment = BatchTrainAugment(image_size, zoom, shear, hflip)
 
-    def _folder(self, split: str, transform: Callable, min_size: int) -> ImageFolder:
+    @property
+    def num_workers(self) -> int:
+        if self.cached:
+            return 0  # batches are tensor indexing in this process
+        return default_num_workers() if self.hparams.num_workers is None else self.hparams.num_workers
+
+    def _folder(self, split: str, transform: Callable | None = None, min_size: int | None = None) -> ImageFolder:
         dataset = ImageFolder(
             str(self.data_dir / split), transform=transform, loader=partial(load_rgb, min_size=min_size)
         )
@@ -153,31 +145,85 @@ class CatDogDataModule(LightningDataModule):
             raise DataLayoutError(f"{self.data_dir / split}: no images found; expected the layout {LAYOUT}")
         return dataset
 
+    def _use_cache(self, folders: list[ImageFolder], sides: list[int]) -> bool:
+        if self.hparams.cache is not None:
+            return self.hparams.cache
+        need = sum(cache_nbytes(len(folder), side) for folder, side in zip(folders, sides, strict=True)) / 2**20
+        if need > self.hparams.cache_limit_mb:
+            rank_zero_warn(
+                f"the decoded images need {need:.0f} MB, over cache_limit_mb={self.hparams.cache_limit_mb:.0f}: "
+                "streaming them from disk instead (slower; raise data.cache_limit_mb to cache)"
+            )
+            return False
+        return True
+
+    def _cached(self, folder: ImageFolder, side: int, indices: list[int] | None = None) -> CachedImages:
+        samples = folder.samples if indices is None else [folder.samples[i] for i in indices]
+        images = decode_all([path for path, _ in samples], side, desc=f"decoding {Path(folder.root).name}")
+        dataset = CachedImages(images, torch.tensor([target for _, target in samples]))
+        device = self.trainer.strategy.root_device if self.trainer is not None else None
+        return dataset.to(device) if device is not None and device.type != "cpu" else dataset
+
     def setup(self, stage: str) -> None:
         hp = self.hparams
         self.class_names = check_layout(self.data_dir)
-        eval_transform = build_eval_transform(hp.image_size)
+        source = train_source_size(hp.image_size, hp.zoom)
         if stage in ("fit", "validate"):
-            source = train_source_size(hp.image_size, hp.zoom)
-            train_transform = build_train_transform(hp.image_size, hp.zoom, hp.shear, hp.hflip)
-            train_folder = self._folder(TRAIN_DIR, train_transform, source)
+            train_folder = self._folder(TRAIN_DIR)
+            val_folder = train_folder if hp.val_split > 0 else self._folder(TEST_DIR)
+            self.cached = self._use_cache([train_folder, val_folder], [source, hp.image_size])
+            train_idx, val_idx = None, None
             if hp.val_split > 0:
                 train_idx, val_idx = stratified_split(train_folder.targets, hp.val_split, hp.seed)
-                self.train_set = Subset(train_folder, train_idx)
-                self.val_set = Subset(self._folder(TRAIN_DIR, eval_transform, hp.image_size), val_idx)
+            if self.cached:
+                self.train_set = self._cached(train_folder, source, train_idx) if stage == "fit" else None
+                self.val_set = self._cached(val_folder, hp.image_size, val_idx)
             else:
-                self.train_set = train_folder
-                self.val_set = self._folder(TEST_DIR, eval_transform, hp.image_size)
+                self.train_set = self._streamed(
+                    TRAIN_DIR, build_train_transform(hp.image_size, hp.zoom, hp.shear, hp.hflip), source, train_idx
+                )
+                self.val_set = self._streamed(
+                    TRAIN_DIR if val_idx else TEST_DIR, build_eval_transform(hp.image_size), hp.image_size, val_idx
+                )
         if stage == "test":
-            self.test_set = self._folder(TEST_DIR, eval_transform, hp.image_size)
+            test_folder = self._folder(TEST_DIR)
+            self.cached = self._use_cache([test_folder], [hp.image_size])
+            if self.cached:
+                self.test_set = self._cached(test_folder, hp.image_size)
+            else:
+                self.test_set = self._streamed(TEST_DIR, build_eval_transform(hp.image_size), hp.image_size)
+        if not self.cached and self.hparams.num_workers is None:
+            # Workers decode; leave the training process the remaining cores, never more threads than cores.
+            torch.set_num_threads(max(1, available_cores() - self.num_workers))
+        rank_zero_info(
+            f"catdog_pl: {'cached in memory' if self.cached else 'streaming from disk'} ({getattr(stage, 'value', stage)})"
+        )
+
+    def _streamed(self, split: str, transform: Callable, min_size: int, indices: list[int] | None = None) -> Dataset:
+        folder = self._folder(split, transform, min_size)
+        return folder if indices is None else Subset(folder, indices)
+
+    def prepare_batch(self, batch: tuple[torch.Tensor, torch.Tensor], train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Finish a cached uint8 batch on its device: augment it for training, else scale to [0, 1]."""
+        if not isinstance(batch, (tuple, list)):  # e.g. the model summary's example input
+            return batch
+        images, targets = batch
+        if images.dtype == torch.uint8:
+            images = self.batch_augment(images) if train else images.float().div_(255.0)
+        return images, targets
+
+    def on_after_batch_transfer(self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int):
+        return self.prepare_batch(batch, train=self.trainer is not None and self.trainer.training)
 
     def _dataloader(self, dataset: Dataset, train: bool = False) -> DataLoader:
+        workers = self.num_workers
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
             shuffle=train,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            collate_fn=passthrough_collate if isinstance(dataset, CachedImages) else None,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -191,6 +237,5 @@ class CatDogDataModule(LightningDataModule):
 
 
 def default_num_workers() -> int:
-    """Workers that leave one core to the training process: 0 on one core, 1 on two, at most 8."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(0, min(cores - 1, 8))
+    """Streaming workers that leave one core to the training process: 0 on one core, 1 on two, at most 8."""
+    return max(0, min(available_cores() - 1, 8))

@@ -44,7 +44,8 @@ class CatDogClassifier(LightningModule):
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {threshold}")
         self.save_hyperparameters()
-        self.net = SeedCNN(image_size=image_size)
+        # channels_last: the CPU (oneDNN) and GPU (cuDNN) convolutions run 1.5-2.5x faster in NHWC.
+        self.net = SeedCNN(image_size=image_size).to(memory_format=torch.channels_last)
         self.loss_fn = nn.BCEWithLogitsLoss()
         self.train_acc = BinaryAccuracy(threshold=threshold)
         self.val_metrics = _eval_metrics("val", threshold)
@@ -53,7 +54,7 @@ class CatDogClassifier(LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of class 1 ("dogs"), shape ``(B,)``."""
-        return self.net(x)
+        return self.net(x.contiguous(memory_format=torch.channels_last))
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None

@@ -77,3 +77,89 @@ def build_train_transform(
             v2.ToDtype(torch.float32, scale=True),
         ]
     )
+
+
+def sample_crop_boxes(
+    batch: int, side: int, scale: tuple[float, float], ratio: tuple[float, float], device: torch.device | None = None
+) -> torch.Tensor:
+    """``RandomResizedCrop.get_params`` for a batch of ``side`` x ``side`` images, each drawn independently.
+
+    The same algorithm as torchvision's, vectorised: up to 10 tries of (area, log-aspect) per image, the first that
+    fits wins; an image with no fitting try gets the central crop. Returns ``(B, 4)`` boxes ``(top, left, h, w)``.
+    """
+    tries = 10
+    area = side * side * torch.empty(batch, tries, device=device).uniform_(*scale)
+    log_ratio = torch.empty(batch, tries, device=device).uniform_(math.log(ratio[0]), math.log(ratio[1]))
+    aspect = torch.exp(log_ratio)
+    w = torch.sqrt(area * aspect).round()
+    h = torch.sqrt(area / aspect).round()
+    fits = (w > 0) & (w <= side) & (h > 0) & (h <= side)
+    first = torch.argmax(fits.int(), dim=1)  # index of the first fitting try (0 when none fits)
+    rows = torch.arange(batch, device=device)
+    w, h, found = w[rows, first], h[rows, first], fits[rows, first]
+    # Fallback: the whole image, clipped to the ratio range (a square image lies inside any range containing 1).
+    w = torch.where(found, w, torch.full_like(w, side))
+    h = torch.where(found, h, torch.full_like(h, side))
+    top = torch.floor(torch.rand(batch, device=device) * (side - h + 1))
+    left = torch.floor(torch.rand(batch, device=device) * (side - w + 1))
+    return torch.stack([top, left, h, w], dim=1)
+
+
+class BatchTrainAugment(torch.nn.Module):
+    """The train transform for a batch of cached, pre-squashed uint8 images, with per-image random parameters.
+
+    Input: ``(B, 3, S, S)`` uint8 images squashed to ``S = train_source_size(image_size, zoom)``, i.e. the first
+    step of :func:`build_train_transform`. Each image draws its own crop (``RandomResizedCrop``'s distribution),
+    shear angle (uniform in ``[-shear, shear]`` degrees, as ``RandomAffine``) and flip (p = 0.5); the three are
+    composed into one affine map and applied by a single ``affine_grid`` + ``grid_sample`` (bilinear), on
+    whatever device the batch is on. torchvision's v2 transforms would draw one set of parameters for the whole
+    batch (vision #8484), hence this module. Output: ``(B, 3, image_size, image_size)`` float in [0, 1].
+    """
+
+    def __init__(
+        self, image_size: int = 64, zoom: float = DEFAULT_ZOOM, shear: float = DEFAULT_SHEAR, hflip: bool = True
+    ) -> None:
+        super().__init__()
+        self.image_size = image_size
+        self.scale, self.ratio = zoom_to_crop(zoom)
+        self.shear = shear
+        self.flip_p = 0.5 if hflip else 0.0
+
+    def sample(self, batch: int, side: int, device: torch.device | None = None) -> dict[str, torch.Tensor]:
+        """Draw per-image parameters: crop boxes ``(B, 4)``, shear in degrees ``(B,)``, flips ``(B,)`` bool."""
+        return {
+            "boxes": sample_crop_boxes(batch, side, self.scale, self.ratio, device),
+            "shear": torch.empty(batch, device=device).uniform_(-self.shear, self.shear),
+            "flip": torch.rand(batch, device=device) < self.flip_p,
+        }
+
+    @staticmethod
+    def theta(params: dict[str, torch.Tensor], side: int) -> torch.Tensor:
+        """Affine maps ``(B, 2, 3)`` from output to input coordinates (normalised, ``align_corners=False``)."""
+        top, left, h, w = params["boxes"].unbind(1)
+        batch = top.shape[0]
+        # Output -> crop: flip x, then undo the shear (x' = x + tan(shear) * y about the centre).
+        flip = 1.0 - 2.0 * params["flip"].float()
+        shear = torch.tan(torch.deg2rad(params["shear"]))
+        # Crop -> source: scale by the box's size and shift to its centre.
+        sx, sy = w / side, h / side
+        cx, cy = (2 * left + w) / side - 1.0, (2 * top + h) / side - 1.0
+        theta = torch.zeros(batch, 2, 3, device=top.device)
+        theta[:, 0, 0] = sx * flip
+        theta[:, 0, 1] = sx * shear
+        theta[:, 0, 2] = cx
+        theta[:, 1, 1] = sy
+        theta[:, 1, 2] = cy
+        return theta
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        batch, _, side, _ = images.shape
+        params = self.sample(batch, side, images.device)
+        theta = self.theta(params, side)
+        grid = torch.nn.functional.affine_grid(
+            theta, [batch, 3, self.image_size, self.image_size], align_corners=False
+        )  # (B, 64, 64, 2)
+        out = torch.nn.functional.grid_sample(
+            images.float(), grid, mode="bilinear", padding_mode="border", align_corners=False
+        )
+        return out.div_(255.0)  # (B, 3, 64, 64)
