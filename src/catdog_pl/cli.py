@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import torch
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
-from catdog_pl.data import CatDogDataModule, DataLayoutError
+from catdog_pl.data import CatDogDataModule
+from catdog_pl.errors import CatDogError
 from catdog_pl.module import CatDogClassifier
+from catdog_pl.prediction import PredictionWriter, check_checkpoint
 
 SEED = 42
 
@@ -19,6 +22,23 @@ class CatDogCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # The model is the source of truth: a checkpoint's image size reaches the data on test and predict.
         parser.link_arguments("model.image_size", "data.image_size")
+        # predict writes its CSV through this callback (--prediction.output); other subcommands leave it idle.
+        parser.add_lightning_class_args(PredictionWriter, "prediction")
+
+    def _parse_ckpt_path(self) -> None:
+        # Refuse a file that is not a catdog_pl checkpoint with one line, before Lightning reads its hparams.
+        subcommand = self.config.get("subcommand")
+        ckpt_path = subcommand and self.config[subcommand].get("ckpt_path")
+        if ckpt_path and (subcommand != "fit" or os.path.exists(ckpt_path)):
+            check_checkpoint(ckpt_path)
+        super()._parse_ckpt_path()
+
+    def after_predict(self) -> None:
+        writer = next(cb for cb in self.trainer.callbacks if isinstance(cb, PredictionWriter))
+        if self.trainer.is_global_zero and writer.path is not None:
+            print(writer.summary(), flush=True)
+        if writer.rows and not any(row.ok for row in writer.rows):
+            raise SystemExit(f"catdog_pl: error: none of the {len(writer.rows)} images could be predicted")
 
     def before_instantiate_classes(self) -> None:
         trainer = self.config[self.subcommand].trainer if self.subcommand else self.config.trainer
@@ -44,7 +64,7 @@ def default_precision(accelerator: str | object = "auto") -> str:
 
 
 def main(args: ArgsType = None) -> CatDogCLI | None:
-    """Run the CLI on ``args`` (``sys.argv[1:]`` when ``None``); data-layout problems exit with one line."""
+    """Run the CLI on ``args`` (``sys.argv[1:]`` when ``None``); problems with the user's files exit with one line."""
     try:
         return CatDogCLI(
             CatDogClassifier,
@@ -53,6 +73,6 @@ def main(args: ArgsType = None) -> CatDogCLI | None:
             save_config_kwargs={"overwrite": True},
             args=args,
         )
-    except DataLayoutError as error:
+    except CatDogError as error:
         print(f"catdog_pl: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -14,7 +14,9 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.datasets import ImageFolder
 
 from catdog_pl.cache import CachedImages, available_cores, cache_nbytes, decode_all, passthrough_collate
-from catdog_pl.images import load_rgb
+from catdog_pl.errors import DataLayoutError, InputError
+from catdog_pl.images import DEFAULT_MAX_PIXELS, load_rgb
+from catdog_pl.prediction import PredictionSet, expand_inputs
 from catdog_pl.transforms import (
     DEFAULT_SHEAR,
     DEFAULT_ZOOM,
@@ -27,10 +29,6 @@ from catdog_pl.transforms import (
 TRAIN_DIR = "training_set"
 TEST_DIR = "test_set"
 LAYOUT = "<data_dir>/{training_set,test_set}/{cats,dogs}/*.jpg"
-
-
-class DataLayoutError(ValueError):
-    """The data folder is not laid out as the original's ``training_set/`` and ``test_set/`` of two classes."""
 
 
 def find_classes(split_dir: Path) -> list[str]:
@@ -102,6 +100,8 @@ class CatDogDataModule(LightningDataModule):
         cache: ``True`` decodes once into memory, ``False`` streams from disk, ``None`` caches when the decoded
             images fit in ``cache_limit_mb``.
         cache_limit_mb: memory the cache may take before ``cache=None`` falls back to streaming.
+        predict_path: what ``predict`` labels: an image file, a folder (searched recursively) or a glob.
+        max_image_pixels: larger images are refused unread (decompression-bomb guard; PIL's limit by default).
     """
 
     def __init__(
@@ -117,6 +117,8 @@ class CatDogDataModule(LightningDataModule):
         hflip: bool = True,
         cache: bool | None = None,
         cache_limit_mb: float = 1024.0,
+        predict_path: str | None = None,
+        max_image_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
         super().__init__()
         if not 0.0 <= val_split < 1.0:
@@ -129,6 +131,7 @@ class CatDogDataModule(LightningDataModule):
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
+        self.predict_set: PredictionSet | None = None
         self.batch_augment = BatchTrainAugment(image_size, zoom, shear, hflip)
 
     @property
@@ -139,7 +142,9 @@ class CatDogDataModule(LightningDataModule):
 
     def _folder(self, split: str, transform: Callable | None = None, min_size: int | None = None) -> ImageFolder:
         dataset = ImageFolder(
-            str(self.data_dir / split), transform=transform, loader=partial(load_rgb, min_size=min_size)
+            str(self.data_dir / split),
+            transform=transform,
+            loader=partial(load_rgb, min_size=min_size, max_pixels=self.hparams.max_image_pixels),
         )
         if len(dataset) == 0:
             raise DataLayoutError(f"{self.data_dir / split}: no images found; expected the layout {LAYOUT}")
@@ -166,6 +171,12 @@ class CatDogDataModule(LightningDataModule):
 
     def setup(self, stage: str) -> None:
         hp = self.hparams
+        if stage == "predict":
+            if not hp.predict_path:
+                raise InputError("predict needs images: pass --data.predict_path <file | folder | glob>")
+            self.cached = False
+            self.predict_set = PredictionSet(expand_inputs(hp.predict_path), hp.image_size, hp.max_image_pixels)
+            return
         self.class_names = check_layout(self.data_dir)
         source = train_source_size(hp.image_size, hp.zoom)
         if stage in ("fit", "validate"):
@@ -195,22 +206,21 @@ class CatDogDataModule(LightningDataModule):
         if not self.cached and self.hparams.num_workers is None:
             # Workers decode; leave the training process the remaining cores, never more threads than cores.
             torch.set_num_threads(max(1, available_cores() - self.num_workers))
-        rank_zero_info(
-            f"catdog_pl: {'cached in memory' if self.cached else 'streaming from disk'} ({getattr(stage, 'value', stage)})"
-        )
+        path = "cached in memory" if self.cached else "streaming from disk"
+        rank_zero_info(f"catdog_pl: {path} ({getattr(stage, 'value', stage)})")
 
     def _streamed(self, split: str, transform: Callable, min_size: int, indices: list[int] | None = None) -> Dataset:
         folder = self._folder(split, transform, min_size)
         return folder if indices is None else Subset(folder, indices)
 
-    def prepare_batch(self, batch: tuple[torch.Tensor, torch.Tensor], train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def prepare_batch(self, batch: tuple, train: bool) -> tuple:
         """Finish a cached uint8 batch on its device: augment it for training, else scale to [0, 1]."""
         if not isinstance(batch, (tuple, list)):  # e.g. the model summary's example input
             return batch
-        images, targets = batch
+        images, *rest = batch  # (images, targets), or (images, indices, errors) when predicting
         if images.dtype == torch.uint8:
             images = self.batch_augment(images) if train else images.float().div_(255.0)
-        return images, targets
+        return (images, *rest)
 
     def on_after_batch_transfer(self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int):
         return self.prepare_batch(batch, train=self.trainer is not None and self.trainer.training)
@@ -234,6 +244,9 @@ class CatDogDataModule(LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._dataloader(self.test_set)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._dataloader(self.predict_set)
 
 
 def default_num_workers() -> int:

@@ -1,26 +1,64 @@
-"""Reading photos: one loader for every stage, fast for JPEGs, tolerant of modes and orientation."""
+"""Reading photos: one loader for every stage, fast for JPEGs, tolerant of modes and orientation, and clear about
+the files it cannot read."""
 
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from catdog_pl.errors import ImageError
+
+#: Suffixes taken as images when a folder is listed (any case). Content decides whether a file really is one.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+#: PIL's decompression-bomb limit (about 89 megapixels), the default for ``max_pixels``.
+DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 
 
-def load_rgb(path: str | os.PathLike, min_size: int | None = None) -> Image.Image:
-    """Open an image as RGB, the way every stage sees it.
+def is_image_name(name: str) -> bool:
+    """Whether a file name looks like an image: an image suffix, not hidden (``.DS_Store``, ``._photo.jpg``)."""
+    return not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def load_rgb(path: str | os.PathLike, min_size: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open an image as 8-bit RGB, the way every stage sees it, or raise :class:`ImageError` naming the file.
 
     JPEGs are decoded with ``Image.draft`` straight to the smallest DCT scale (1/2, 1/4, 1/8) that still covers
-    ``min_size`` on both sides, which is several times faster than a full decode for a 64-px network. EXIF
-    orientation is applied, and any mode (L, LA, P, RGBA, CMYK, 16-bit) is converted to RGB.
+    ``min_size`` on both sides, several times faster than a full decode for a 64-px network. EXIF orientation is
+    applied; any mode (L, LA, P, RGBA, CMYK, 16-bit) becomes RGB; GIFs give their first frame. Images of more than
+    ``max_pixels`` pixels are refused before they are decoded (PIL's decompression-bomb guard; to go above PIL's
+    own limit, raise ``PIL.Image.MAX_IMAGE_PIXELS`` too).
     """
-    with Image.open(path) as img:
-        if min_size is not None and img.format == "JPEG":
-            # draft keeps both sides >= the request; rotated EXIF swaps them, a square request is unaffected.
-            img.draft("RGB", (min_size, min_size))
-        img = ImageOps.exif_transpose(img)
-        return to_rgb(img)
+    try:
+        if os.path.getsize(path) == 0:
+            raise ImageError(f"{path}: empty file (0 bytes)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                pixels = img.width * img.height
+                if pixels > max_pixels:
+                    raise ImageError(
+                        f"{path}: {img.width}x{img.height} = {pixels:,} pixels is over the limit of {max_pixels:,} "
+                        "(decompression-bomb guard; raise max_image_pixels if the file is genuine)"
+                    )
+                if min_size is not None and img.format == "JPEG":
+                    # draft keeps both sides >= the request; a square request is unaffected by EXIF rotation.
+                    img.draft("RGB", (min_size, min_size))
+                img.load()
+                return to_rgb(ImageOps.exif_transpose(img))
+    except ImageError:
+        raise
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image file (no known image format in its content)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageError(f"{path}: too many pixels, refused as a possible decompression bomb ({error})") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageError(f"{path}: truncated or corrupt image ({error})") from None
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

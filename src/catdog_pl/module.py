@@ -92,6 +92,11 @@ class CatDogClassifier(LightningModule):
         self.log("test/loss", loss, on_epoch=True)
         self.log_dict(self.test_metrics, on_epoch=True)
 
+    def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor, list[str]], batch_idx: int) -> dict:
+        """Probabilities of class 1 with each image's input index and read error (see ``PredictionSet``)."""
+        images, indices, errors = batch
+        return {"index": indices, "p_dog": torch.sigmoid(self(images).float()), "error": errors}
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         hp = self.hparams
         return torch.optim.Adam(self.parameters(), lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps)

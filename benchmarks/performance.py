@@ -1,0 +1,173 @@
+"""Where the time goes, in one table: data pipeline, train step, the full `fit` of configs/cnn.yaml, plain PyTorch.
+
+    python benchmarks/performance.py                      # everything, 3 seeds of the full fit (~3 min on 2 cores)
+    python benchmarks/performance.py --sections data step # the quick parts only
+
+Figures are this machine's; the table's first line names it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, SHARED_DATA, machine, table  # noqa: E402
+
+from catdog_pl.cache import decode_all  # noqa: E402
+from catdog_pl.cli import default_precision, main  # noqa: E402
+from catdog_pl.data import CatDogDataModule  # noqa: E402
+from catdog_pl.model import SeedCNN  # noqa: E402
+
+CONFIG = ROOT / "configs" / "cnn.yaml"
+
+
+def images_per_s(count: int, seconds: float) -> str:
+    return f"{count / seconds:,.0f} images/s"
+
+
+def bench_data(data_dir: Path) -> list[tuple[str, str]]:
+    rows, threads = [], torch.get_num_threads()
+    streamed = CatDogDataModule(data_dir=str(data_dir), cache=False)
+    streamed.setup("fit")
+    loader = streamed.train_dataloader()
+    start, count = time.perf_counter(), 0
+    for images, _ in loader:
+        count += len(images)
+    rows.append(
+        (
+            f"streaming: decode + PIL augment, {streamed.num_workers} worker(s)",
+            images_per_s(count, time.perf_counter() - start),
+        )
+    )
+    torch.set_num_threads(threads)  # streaming setup leaves cores to its workers; the rest runs in-process
+    paths = [path for path, _ in streamed.train_set.samples]
+    start = time.perf_counter()
+    cached = decode_all(paths, 80)
+    rows.append(
+        ("fast path: decode once (draft, threads) to 80 px", images_per_s(len(paths), time.perf_counter() - start))
+    )
+    fast = CatDogDataModule(data_dir=str(data_dir))
+    start, count = time.perf_counter(), 0
+    for batch in torch.split(cached, 32):
+        count += len(fast.batch_augment(batch))
+    rows.append(
+        ("fast path: batched per-image augment (grid_sample)", images_per_s(count, time.perf_counter() - start))
+    )
+    return rows
+
+
+def bench_step(batch_size: int = 32, steps: int = 60) -> list[tuple[str, str]]:
+    rows = []
+    for channels_last, bf16 in ((False, False), (True, False), (True, True)):
+        torch.manual_seed(0)
+        net = SeedCNN()
+        images = torch.rand(batch_size, 3, 64, 64)
+        if channels_last:
+            net, images = (
+                net.to(memory_format=torch.channels_last),
+                images.contiguous(memory_format=torch.channels_last),
+            )
+        targets = torch.randint(0, 2, (batch_size,)).float()
+        optimizer = torch.optim.Adam(net.parameters(), eps=1e-7)
+        for step in range(steps + 10):
+            if step == 10:
+                start = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = net(images)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        name = f"train step, batch {batch_size}, {'NHWC' if channels_last else 'NCHW'}, {'bf16' if bf16 else 'fp32'}"
+        rows.append((name, images_per_s(steps * batch_size, time.perf_counter() - start)))
+    return rows
+
+
+def run_fit(data_dir: Path, seed: int, workdir: Path) -> tuple[float, float, float]:
+    """One `fit` as a user runs it, in a subprocess: wall seconds, peak RSS in MB, test/acc of last.ckpt."""
+    command = [
+        sys.executable,
+        "-m",
+        "catdog_pl",
+        "fit",
+        "--config",
+        str(CONFIG),
+        "--data.data_dir",
+        str(data_dir),
+        "--seed_everything",
+        str(seed),
+    ]
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    stderr = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    if status != 0:
+        raise RuntimeError(f"fit failed:\n{stderr[-2000:]}")
+    last = max(workdir.glob("lightning_logs/version_*/checkpoints/last.ckpt"), key=os.path.getmtime)
+    quiet = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]
+    cli = main(["test", "--config", str(CONFIG), "--data.data_dir", str(data_dir), "--ckpt_path", str(last), *quiet])
+    return seconds, usage.ru_maxrss / 1024, float(cli.trainer.callback_metrics["test/acc"])
+
+
+def bench_fit(data_dir: Path, seeds: list[int]) -> list[tuple[str, str]]:
+    rows, accs = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in seeds:
+            seconds, rss, acc = run_fit(data_dir, seed, Path(tmp))
+            accs.append(acc)
+            rows.append(
+                (
+                    f"fit configs/cnn.yaml, seed {seed}: wall incl. start-up, peak RSS, test acc of last.ckpt",
+                    f"{seconds:.1f} s, {rss:,.0f} MB, {acc:.3f}",
+                )
+            )
+    rows.append(
+        (f"test acc of last.ckpt over {len(seeds)} seeds: mean (min)", f"{sum(accs) / len(accs):.3f} ({min(accs):.3f})")
+    )
+    return rows
+
+
+def bench_plain(data_dir: Path) -> list[tuple[str, str]]:
+    command = [sys.executable, str(ROOT / "benchmarks" / "plain_pytorch.py"), "--data_dir", str(data_dir)]
+    start = time.perf_counter()
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    return [
+        (
+            "plain PyTorch loop, same pipeline, 25 epochs (wall incl. start-up)",
+            f"{time.perf_counter() - start:.1f} s; {out}",
+        )
+    ]
+
+
+def main_bench() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data_dir", type=Path, default=SHARED_DATA)
+    parser.add_argument(
+        "--sections", nargs="+", default=["data", "step", "fit", "plain"], choices=["data", "step", "fit", "plain"]
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2])
+    args = parser.parse_args()
+    data_dir = args.data_dir.resolve()
+    rows = [("machine", machine()), ("precision chosen by default", default_precision())]
+    if "data" in args.sections:
+        rows += bench_data(data_dir)
+    if "step" in args.sections:
+        rows += bench_step()
+    if "fit" in args.sections:
+        rows += bench_fit(data_dir, args.seeds)
+    if "plain" in args.sections:
+        rows += bench_plain(data_dir)
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main_bench()

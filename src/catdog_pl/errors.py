@@ -1,0 +1,23 @@
+"""Errors that catdog_pl reports to users as one line naming the file or folder at fault."""
+
+from __future__ import annotations
+
+
+class CatDogError(Exception):
+    """Base class: the command line prints ``catdog_pl: error: <message>`` and exits with status 2."""
+
+
+class DataLayoutError(CatDogError, ValueError):
+    """The data folder is not laid out as the original's ``training_set/`` and ``test_set/`` of two classes."""
+
+
+class ImageError(CatDogError, OSError):
+    """One file could not be read as an image; the message starts with its path."""
+
+
+class CheckpointError(CatDogError, ValueError):
+    """A file given as a checkpoint is not a catdog_pl checkpoint."""
+
+
+class InputError(CatDogError, ValueError):
+    """Prediction inputs that name nothing to predict: a missing path, a folder or glob without images."""
