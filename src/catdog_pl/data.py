@@ -101,6 +101,7 @@ class CatDogDataModule(LightningDataModule):
             images fit in ``cache_limit_mb``.
         cache_limit_mb: memory the cache may take before ``cache=None`` falls back to streaming.
         predict_path: what ``predict`` labels: an image file, a folder (searched recursively) or a glob.
+        predict_batch_size: images per batch in ``predict`` (inference only, so larger batches run faster).
         max_image_pixels: larger images are refused unread (decompression-bomb guard; PIL's limit by default).
     """
 
@@ -118,6 +119,7 @@ class CatDogDataModule(LightningDataModule):
         cache: bool | None = None,
         cache_limit_mb: float = 1024.0,
         predict_path: str | None = None,
+        predict_batch_size: int = 256,
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
         super().__init__()
@@ -225,11 +227,11 @@ class CatDogDataModule(LightningDataModule):
     def on_after_batch_transfer(self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int):
         return self.prepare_batch(batch, train=self.trainer is not None and self.trainer.training)
 
-    def _dataloader(self, dataset: Dataset, train: bool = False) -> DataLoader:
+    def _dataloader(self, dataset: Dataset, train: bool = False, batch_size: int | None = None) -> DataLoader:
         workers = self.num_workers
         return DataLoader(
             dataset,
-            batch_size=self.batch_size,
+            batch_size=batch_size or self.batch_size,
             shuffle=train,
             num_workers=workers,
             persistent_workers=workers > 0,
@@ -246,7 +248,7 @@ class CatDogDataModule(LightningDataModule):
         return self._dataloader(self.test_set)
 
     def predict_dataloader(self) -> DataLoader:
-        return self._dataloader(self.predict_set)
+        return self._dataloader(self.predict_set, batch_size=self.hparams.predict_batch_size)
 
 
 def default_num_workers() -> int:
