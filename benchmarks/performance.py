@@ -50,7 +50,7 @@ def bench_data(data_dir: Path) -> list[tuple[str, str]]:
     torch.set_num_threads(threads)  # streaming setup leaves cores to its workers; the rest runs in-process
     paths = [path for path, _ in streamed.train_set.samples]
     start = time.perf_counter()
-    cached = decode_all(paths, 80)
+    cached, _ = decode_all(paths, 80)
     rows.append(
         ("fast path: decode once (draft, threads) to 80 px", images_per_s(len(paths), time.perf_counter() - start))
     )

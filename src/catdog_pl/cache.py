@@ -12,7 +12,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from catdog_pl.images import load_rgb
+from catdog_pl.errors import ImageError
+from catdog_pl.images import DEFAULT_MAX_PIXELS, load_rgb
 
 
 def cache_nbytes(count: int, side: int) -> int:
@@ -20,28 +21,43 @@ def cache_nbytes(count: int, side: int) -> int:
     return count * 3 * side * side
 
 
-def decode_squashed(path: str, side: int) -> np.ndarray:
+def decode_squashed(path: str, side: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """One photo as a ``(side, side, 3)`` uint8 array: ``load_rgb`` then PIL's antialiased bilinear resize.
 
     This is exactly what ``v2.Resize((side, side))`` does to the PIL image in the streaming transforms, so a
     cached eval image equals the streamed one bit for bit.
     """
-    img = load_rgb(path, min_size=side)
+    img = load_rgb(path, min_size=side, max_pixels=max_pixels)
     return np.array(img.resize((side, side), Image.Resampling.BILINEAR))
 
 
-def decode_all(paths: Sequence[str], side: int, threads: int | None = None, desc: str = "") -> torch.Tensor:
+def decode_all(
+    paths: Sequence[str], side: int, threads: int | None = None, desc: str = "", max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[torch.Tensor, list[str]]:
     """Decode ``paths`` into a ``(N, 3, side, side)`` uint8 tensor with a thread pool and a progress bar.
 
+    Returns the tensor and one message per path: ``""``, or why that file could not be read (its slot is zeros).
     PIL releases the GIL while it decodes and resizes, so threads scale without worker processes.
     """
-    out = torch.empty(len(paths), side, side, 3, dtype=torch.uint8)
-    threads = threads or available_cores()
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        results = pool.map(lambda path: decode_squashed(path, side), paths, chunksize=16)
-        for i, array in enumerate(tqdm(results, total=len(paths), desc=desc or f"caching {side}px", leave=False)):
-            out[i] = torch.from_numpy(array)
-    return out.permute(0, 3, 1, 2).contiguous()  # (N, 3, side, side)
+
+    def decode(path: str) -> tuple[np.ndarray | None, str]:
+        try:
+            return decode_squashed(path, side, max_pixels), ""
+        except ImageError as error:
+            return None, str(error)
+
+    out = torch.zeros(len(paths), side, side, 3, dtype=torch.uint8)
+    errors = [""] * len(paths)
+    with ThreadPoolExecutor(max_workers=threads or available_cores()) as pool:
+        results = pool.map(decode, paths, chunksize=16)
+        for i, (array, error) in enumerate(
+            tqdm(results, total=len(paths), desc=desc or f"decoding {side}px", leave=False)
+        ):
+            if array is None:
+                errors[i] = error
+            else:
+                out[i] = torch.from_numpy(array)
+    return out.permute(0, 3, 1, 2).contiguous(), errors  # (N, 3, side, side)
 
 
 def available_cores() -> int:

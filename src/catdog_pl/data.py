@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import copy
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -10,11 +10,20 @@ from pathlib import Path
 import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from torch.utils.data import DataLoader, Dataset, Subset
-from torchvision.datasets import ImageFolder
+from torch.utils.data import DataLoader, Dataset
 
 from catdog_pl.cache import CachedImages, available_cores, cache_nbytes, decode_all, passthrough_collate
 from catdog_pl.errors import DataLayoutError, InputError
+from catdog_pl.folders import (
+    LAYOUT,
+    TEST_DIR,
+    TRAIN_DIR,
+    SafeImageFolder,
+    SkippedImages,
+    check_layout,
+    collate_skip_bad,
+    scan,
+)
 from catdog_pl.images import DEFAULT_MAX_PIXELS, load_rgb
 from catdog_pl.prediction import PredictionSet, expand_inputs
 from catdog_pl.transforms import (
@@ -25,37 +34,6 @@ from catdog_pl.transforms import (
     build_train_transform,
     train_source_size,
 )
-
-TRAIN_DIR = "training_set"
-TEST_DIR = "test_set"
-LAYOUT = "<data_dir>/{training_set,test_set}/{cats,dogs}/*.jpg"
-
-
-def find_classes(split_dir: Path) -> list[str]:
-    """The two class folders of one split, sorted (``cats`` = 0, ``dogs`` = 1), or a one-line error."""
-    if not split_dir.is_dir():
-        raise DataLayoutError(f"{split_dir}: folder not found; expected the layout {LAYOUT}")
-    classes = sorted(entry.name for entry in os.scandir(split_dir) if entry.is_dir() and not entry.name.startswith("."))
-    if len(classes) != 2:
-        found = ", ".join(classes) if classes else "none"
-        raise DataLayoutError(
-            f"{split_dir}: expected exactly 2 class folders (e.g. cats/ and dogs/), found {len(classes)}: {found}"
-        )
-    return classes
-
-
-def check_layout(data_dir: str | os.PathLike, splits: tuple[str, ...] = (TRAIN_DIR, TEST_DIR)) -> list[str]:
-    """Check ``data_dir`` against the original's layout and return the class names."""
-    root = Path(data_dir)
-    if not root.is_dir():
-        raise DataLayoutError(f"{root}: data_dir not found; expected the layout {LAYOUT}")
-    classes = None
-    for split in splits:
-        found = find_classes(root / split)
-        if classes is not None and found != classes:
-            raise DataLayoutError(f"{root / split}: class folders {found} differ from {root / splits[0]}'s {classes}")
-        classes = found
-    return classes
 
 
 def stratified_split(targets: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -85,6 +63,11 @@ class CatDogDataModule(LightningDataModule):
     - **streaming**: ``ImageFolder`` with the PIL transforms of :mod:`catdog_pl.transforms` in worker processes,
       for data sets larger than ``cache_limit_mb``.
 
+    Unreadable files never end a run: setup sets them aside (the cache's decode checks every file; streaming
+    checks headers, or decodes with ``full_scan``), a file failing later is skipped from its batch, and each one
+    is listed with its reason in ``skipped_images.csv`` in the run folder. Above ``max_bad_fraction`` the data is
+    taken to be wrong and setup stops with an error.
+
     Args:
         data_dir: folder holding ``training_set/{cats,dogs}`` and ``test_set/{cats,dogs}``.
         image_size: side of the square images the network sees (Keras ``target_size``); follows the model's.
@@ -100,6 +83,8 @@ class CatDogDataModule(LightningDataModule):
         cache: ``True`` decodes once into memory, ``False`` streams from disk, ``None`` caches when the decoded
             images fit in ``cache_limit_mb``.
         cache_limit_mb: memory the cache may take before ``cache=None`` falls back to streaming.
+        full_scan: when streaming, decode every file at setup instead of checking headers only.
+        max_bad_fraction: the share of unreadable files in a split above which setup fails.
         predict_path: what ``predict`` labels: an image file, a folder (searched recursively) or a glob.
         predict_batch_size: images per batch in ``predict`` (inference only, so larger batches run faster).
         max_image_pixels: larger images are refused unread (decompression-bomb guard; PIL's limit by default).
@@ -118,6 +103,8 @@ class CatDogDataModule(LightningDataModule):
         hflip: bool = True,
         cache: bool | None = None,
         cache_limit_mb: float = 1024.0,
+        full_scan: bool = False,
+        max_bad_fraction: float = 0.1,
         predict_path: str | None = None,
         predict_batch_size: int = 256,
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
@@ -135,6 +122,7 @@ class CatDogDataModule(LightningDataModule):
         self.test_set: Dataset | None = None
         self.predict_set: PredictionSet | None = None
         self.batch_augment = BatchTrainAugment(image_size, zoom, shear, hflip)
+        self.skipped = SkippedImages()
 
     @property
     def num_workers(self) -> int:
@@ -142,20 +130,23 @@ class CatDogDataModule(LightningDataModule):
             return 0  # batches are tensor indexing in this process
         return default_num_workers() if self.hparams.num_workers is None else self.hparams.num_workers
 
-    def _folder(self, split: str, transform: Callable | None = None, min_size: int | None = None) -> ImageFolder:
-        dataset = ImageFolder(
-            str(self.data_dir / split),
-            transform=transform,
-            loader=partial(load_rgb, min_size=min_size, max_pixels=self.hparams.max_image_pixels),
-        )
-        if len(dataset) == 0:
-            raise DataLayoutError(f"{self.data_dir / split}: no images found; expected the layout {LAYOUT}")
-        return dataset
+    @property
+    def report_path(self) -> Path | None:
+        """``skipped_images.csv`` in the run folder, or ``None`` without a trainer and logger."""
+        log_dir = self.trainer.log_dir if self.trainer is not None else None
+        return Path(log_dir) / "skipped_images.csv" if log_dir else None
 
-    def _use_cache(self, folders: list[ImageFolder], sides: list[int]) -> bool:
+    def _folder(self, split: str, transform: Callable, min_size: int) -> SafeImageFolder:
+        loader = partial(load_rgb, min_size=min_size, max_pixels=self.hparams.max_image_pixels)
+        folder = SafeImageFolder(str(self.data_dir / split), transform=transform, loader=loader)
+        if len(folder) == 0:
+            raise DataLayoutError(f"{self.data_dir / split}: no images found; expected the layout {LAYOUT}")
+        return folder
+
+    def _use_cache(self, counts_and_sides: list[tuple[int, int]]) -> bool:
         if self.hparams.cache is not None:
             return self.hparams.cache
-        need = sum(cache_nbytes(len(folder), side) for folder, side in zip(folders, sides, strict=True)) / 2**20
+        need = sum(cache_nbytes(count, side) for count, side in counts_and_sides) / 2**20
         if need > self.hparams.cache_limit_mb:
             rank_zero_warn(
                 f"the decoded images need {need:.0f} MB, over cache_limit_mb={self.hparams.cache_limit_mb:.0f}: "
@@ -164,10 +155,36 @@ class CatDogDataModule(LightningDataModule):
             return False
         return True
 
-    def _cached(self, folder: ImageFolder, side: int, indices: list[int] | None = None) -> CachedImages:
-        samples = folder.samples if indices is None else [folder.samples[i] for i in indices]
-        images = decode_all([path for path, _ in samples], side, desc=f"decoding {Path(folder.root).name}")
-        dataset = CachedImages(images, torch.tensor([target for _, target in samples]))
+    def _screen(self, folder: SafeImageFolder, side: int | None) -> torch.Tensor | None:
+        """Set aside the unreadable files of ``folder``; with ``side``, return the readable ones decoded (cache)."""
+        paths = [path for path, _ in folder.samples]
+        name = Path(folder.root).name
+        if side is not None:
+            images, errors = decode_all(paths, side, desc=f"decoding {name}", max_pixels=self.hparams.max_image_pixels)
+        else:
+            images = None
+            errors = scan(paths, self.hparams.full_scan, self.hparams.max_image_pixels, desc=f"checking {name}")
+        good = [i for i, error in enumerate(errors) if not error]
+        bad = len(paths) - len(good)
+        for error in errors:
+            if error:
+                self.skipped.add(error, "setup")
+        if bad > self.hparams.max_bad_fraction * len(paths):
+            raise DataLayoutError(
+                f"{folder.root}: {bad} of {len(paths)} files are unreadable, over max_bad_fraction="
+                f"{self.hparams.max_bad_fraction:g}; the data looks wrong (first: {next(e for e in errors if e)})"
+            )
+        if bad:
+            rank_zero_warn(f"{folder.root}: set aside {bad} unreadable file(s) of {len(paths)}; listed in "
+                           f"{self.report_path or 'the run folder'}")  # fmt: skip
+            folder.keep(good)
+            images = images[good] if images is not None else None
+        return images
+
+    def _dataset(self, folder: SafeImageFolder, images: torch.Tensor | None) -> Dataset:
+        if images is None:
+            return folder
+        dataset = CachedImages(images, torch.tensor(folder.targets))
         device = self.trainer.strategy.root_device if self.trainer is not None else None
         return dataset.to(device) if device is not None and device.type != "cpu" else dataset
 
@@ -181,61 +198,78 @@ class CatDogDataModule(LightningDataModule):
             return
         self.class_names = check_layout(self.data_dir)
         source = train_source_size(hp.image_size, hp.zoom)
+        eval_transform = build_eval_transform(hp.image_size)
+        held_out = hp.val_split > 0
         if stage in ("fit", "validate"):
-            train_folder = self._folder(TRAIN_DIR)
-            val_folder = train_folder if hp.val_split > 0 else self._folder(TEST_DIR)
-            self.cached = self._use_cache([train_folder, val_folder], [source, hp.image_size])
-            train_idx, val_idx = None, None
-            if hp.val_split > 0:
-                train_idx, val_idx = stratified_split(train_folder.targets, hp.val_split, hp.seed)
-            if self.cached:
-                self.train_set = self._cached(train_folder, source, train_idx) if stage == "fit" else None
-                self.val_set = self._cached(val_folder, hp.image_size, val_idx)
-            else:
-                self.train_set = self._streamed(
-                    TRAIN_DIR, build_train_transform(hp.image_size, hp.zoom, hp.shear, hp.hflip), source, train_idx
-                )
-                self.val_set = self._streamed(
-                    TRAIN_DIR if val_idx else TEST_DIR, build_eval_transform(hp.image_size), hp.image_size, val_idx
-                )
+            train = self._folder(TRAIN_DIR, build_train_transform(hp.image_size, hp.zoom, hp.shear, hp.hflip), source)
+            val = None if held_out else self._folder(TEST_DIR, eval_transform, hp.image_size)
+            n_val = round(len(train) * hp.val_split) if held_out else len(val)
+            self.cached = self._use_cache([(len(train), source), (n_val, hp.image_size)])
+            train_images = self._screen(train, source if self.cached else None) if stage == "fit" or held_out else None
+            if held_out:
+                train_idx, val_idx = stratified_split(train.targets, hp.val_split, hp.seed)
+                val = copy.copy(train)
+                val.transform = eval_transform
+                val.loader = partial(load_rgb, min_size=hp.image_size, max_pixels=hp.max_image_pixels)
+                val.keep(val_idx)
+                train.keep(train_idx)
+                train_images = train_images[train_idx] if train_images is not None else None
+            val_images = self._screen(val, hp.image_size if self.cached else None)
+            self.train_set = self._dataset(train, train_images) if stage == "fit" else None
+            self.val_set = self._dataset(val, val_images)
         if stage == "test":
-            test_folder = self._folder(TEST_DIR)
-            self.cached = self._use_cache([test_folder], [hp.image_size])
-            if self.cached:
-                self.test_set = self._cached(test_folder, hp.image_size)
-            else:
-                self.test_set = self._streamed(TEST_DIR, build_eval_transform(hp.image_size), hp.image_size)
+            test = self._folder(TEST_DIR, eval_transform, hp.image_size)
+            self.cached = self._use_cache([(len(test), hp.image_size)])
+            self.test_set = self._dataset(test, self._screen(test, hp.image_size if self.cached else None))
         if not self.cached and self.hparams.num_workers is None:
             # Workers decode; leave the training process the remaining cores, never more threads than cores.
             torch.set_num_threads(max(1, available_cores() - self.num_workers))
         path = "cached in memory" if self.cached else "streaming from disk"
         rank_zero_info(f"catdog_pl: {path} ({getattr(stage, 'value', stage)})")
+        self._write_report()
 
-    def _streamed(self, split: str, transform: Callable, min_size: int, indices: list[int] | None = None) -> Dataset:
-        folder = self._folder(split, transform, min_size)
-        return folder if indices is None else Subset(folder, indices)
+    def _write_report(self) -> None:
+        if len(self.skipped) and self.report_path is not None and self.trainer.is_global_zero:
+            self.skipped.write(self.report_path)
+
+    def teardown(self, stage: str) -> None:
+        self._write_report()  # with the files that failed mid-epoch, too
 
     def prepare_batch(self, batch: tuple, train: bool) -> tuple:
-        """Finish a cached uint8 batch on its device: augment it for training, else scale to [0, 1]."""
+        """Finish a batch on its device: a cached uint8 batch is augmented for training, else scaled to [0, 1];
+        a streamed batch's unreadable files (dropped by the collate) are reported."""
         if not isinstance(batch, (tuple, list)):  # e.g. the model summary's example input
             return batch
+        if len(batch) == 3 and not (self.trainer is not None and self.trainer.predicting):
+            images, targets, errors = batch
+            for error in errors:
+                if error not in self.skipped.entries:
+                    rank_zero_warn(f"skipped an unreadable file: {error}")
+                self.skipped.add(error, "training" if train else "evaluation")
+            batch = (images, targets)
         images, *rest = batch  # (images, targets), or (images, indices, errors) when predicting
         if images.dtype == torch.uint8:
             images = self.batch_augment(images) if train else images.float().div_(255.0)
         return (images, *rest)
 
-    def on_after_batch_transfer(self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int):
+    def on_after_batch_transfer(self, batch: tuple, dataloader_idx: int) -> tuple:
         return self.prepare_batch(batch, train=self.trainer is not None and self.trainer.training)
 
     def _dataloader(self, dataset: Dataset, train: bool = False, batch_size: int | None = None) -> DataLoader:
         workers = self.num_workers
+        if isinstance(dataset, CachedImages):
+            collate = passthrough_collate
+        elif isinstance(dataset, SafeImageFolder):
+            collate = collate_skip_bad
+        else:
+            collate = None
         return DataLoader(
             dataset,
             batch_size=batch_size or self.batch_size,
             shuffle=train,
             num_workers=workers,
             persistent_workers=workers > 0,
-            collate_fn=passthrough_collate if isinstance(dataset, CachedImages) else None,
+            collate_fn=collate,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -73,7 +73,9 @@ class CatDogClassifier(LightningModule):
         loss = self.loss_fn(logits.float(), targets.float())
         return loss, torch.sigmoid(logits.float()), targets
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        if batch[0].numel() == 0:  # every file of this batch was unreadable (reported by the data module)
+            return None
         loss, probs, targets = self._shared_step(batch)
         self.train_acc(probs, targets)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
@@ -81,12 +83,16 @@ class CatDogClassifier(LightningModule):
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        if batch[0].numel() == 0:
+            return
         loss, probs, targets = self._shared_step(batch)
         self.val_metrics.update(probs, targets)
         self.log("val/loss", loss, on_epoch=True, prog_bar=True)
         self.log_dict(self.val_metrics, on_epoch=True, prog_bar=True)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        if batch[0].numel() == 0:
+            return
         loss, probs, targets = self._shared_step(batch)
         self.test_metrics.update(probs, targets)
         self.log("test/loss", loss, on_epoch=True)

@@ -1,0 +1,169 @@
+"""Photo folders as users have them: the original's layout checked with one-line errors, images found by content,
+and unreadable files set aside (never fatal, never silent) with a report of each one and why."""
+
+from __future__ import annotations
+
+import csv
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch.utils.data import default_collate
+from torchvision.datasets import ImageFolder
+from tqdm.auto import tqdm
+
+from catdog_pl.errors import DataLayoutError, ImageError
+from catdog_pl.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, load_rgb
+
+TRAIN_DIR = "training_set"
+TEST_DIR = "test_set"
+LAYOUT = "<data_dir>/{training_set,test_set}/{cats,dogs}/*.jpg"
+
+#: First bytes of the image formats PIL reads here, to recognise images whatever their file names say.
+_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+_NOT_IMAGES = {"thumbs.db", "desktop.ini", "ehthumbs.db"}
+
+
+def is_image_file(path: str) -> bool:
+    """Whether a file found in a class folder is taken as an image: by suffix (any case), else by its first bytes.
+
+    Hidden files (``.DS_Store``, ``._photo.jpg``) and Windows thumbnails caches are passed over without a word; a
+    file with an image suffix is taken even if its content turns out unreadable, so that it is reported.
+    """
+    name = os.path.basename(path)
+    if name.startswith(".") or name.lower() in _NOT_IMAGES:
+        return False
+    if name.lower().endswith(IMAGE_SUFFIXES):
+        return True
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+    except OSError:
+        return False
+    return head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+
+
+def find_classes(split_dir: Path) -> list[str]:
+    """The two class folders of one split, sorted (``cats`` = 0, ``dogs`` = 1), or a one-line error."""
+    if not split_dir.is_dir():
+        raise DataLayoutError(f"{split_dir}: folder not found; expected the layout {LAYOUT}")
+    classes = sorted(entry.name for entry in os.scandir(split_dir) if entry.is_dir() and not entry.name.startswith("."))
+    if len(classes) != 2:
+        found = ", ".join(classes) if classes else "none"
+        raise DataLayoutError(
+            f"{split_dir}: expected exactly 2 class folders (e.g. cats/ and dogs/), found {len(classes)}: {found}"
+        )
+    return classes
+
+
+def check_layout(data_dir: str | os.PathLike, splits: Sequence[str] = (TRAIN_DIR, TEST_DIR)) -> list[str]:
+    """Check ``data_dir`` against the original's layout and return the class names."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise DataLayoutError(f"{root}: data_dir not found; expected the layout {LAYOUT}")
+    classes = None
+    for split in splits:
+        found = find_classes(root / split)
+        if classes is not None and found != classes:
+            raise DataLayoutError(f"{root / split}: class folders {found} differ from {root / splits[0]}'s {classes}")
+        classes = found
+    return classes
+
+
+class SafeImageFolder(ImageFolder):
+    """``ImageFolder`` that finds images by content, names empty class folders, and never dies on one bad file.
+
+    A file that fails to load returns ``(None, target, message)``; :func:`collate_skip_bad` drops it from the
+    batch and hands the message on, so that the data module reports it and the epoch goes on.
+    """
+
+    def __init__(self, root: str, transform: Callable | None = None, loader: Callable = load_rgb) -> None:
+        for name in find_classes(Path(root)):
+            folder = Path(root) / name
+            if not any(is_image_file(str(folder / f)) for _, _, files in os.walk(folder) for f in files):
+                raise DataLayoutError(f"{folder}: class folder holds no images; expected {LAYOUT}")
+        super().__init__(root, transform=transform, loader=loader, is_valid_file=is_image_file)
+
+    def keep(self, indices: Sequence[int]) -> None:
+        """Keep only these samples (the ones that passed the scan)."""
+        self.samples = [self.samples[i] for i in indices]
+        self.imgs = self.samples
+        self.targets = [target for _, target in self.samples]
+
+    def __getitem__(self, index: int) -> tuple:
+        path, target = self.samples[index]
+        try:
+            image = self.loader(path)
+        except ImageError as error:
+            return None, target, str(error)
+        return (self.transform(image) if self.transform else image), target, ""
+
+
+def collate_skip_bad(batch: list[tuple]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Stack the readable samples; return ``(images, targets, errors)`` with the unreadable ones' messages."""
+    good = [(image, target) for image, target, _ in batch if image is not None]
+    errors = [error for image, _, error in batch if image is None]
+    if not good:
+        return torch.empty(0), torch.empty(0, dtype=torch.long), errors
+    images, targets = default_collate(good)
+    return images, targets, errors
+
+
+def check_image(path: str, full: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> str:
+    """``""`` if ``path`` reads as an image, else the one-line reason. Fast: header and ``verify``; full: decode."""
+    if full:
+        try:
+            load_rgb(path, max_pixels=max_pixels)
+        except ImageError as error:
+            return str(error)
+        return ""
+    try:
+        if os.path.getsize(path) == 0:
+            return f"{path}: empty file (0 bytes)"
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                if img.width * img.height > max_pixels:
+                    return f"{path}: {img.width}x{img.height} pixels is over the limit of {max_pixels:,}"
+                img.verify()
+    except Exception as error:  # PIL raises many types for bad files; each is a reason to set the file aside
+        return f"{path}: unreadable ({type(error).__name__}: {error})"
+    return ""
+
+
+def scan(paths: Sequence[str], full: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS, desc: str = "") -> list[str]:
+    """Check every file (threads; a progress bar); return one reason per path, ``""`` for the good ones."""
+    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        results = pool.map(lambda path: check_image(path, full, max_pixels), paths, chunksize=32)
+        return list(tqdm(results, total=len(paths), desc=desc or "checking images", leave=False))
+
+
+class SkippedImages:
+    """Every file set aside, with its reason, written as ``path,reason,when`` to a CSV in the run folder."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[str, str]] = {}
+
+    def add(self, message: str, when: str) -> None:
+        path = message.split(": ", 1)[0]
+        self.entries.setdefault(path, (message, when))
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def write(self, output: str | os.PathLike) -> Path:
+        output = Path(output)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        partial = output.with_name(output.name + ".partial")
+        with open(partial, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["path", "reason", "when"])
+            for path, (message, when) in self.entries.items():
+                writer.writerow([path, message[len(path) + 2 :], when])
+        os.replace(partial, output)
+        return output
