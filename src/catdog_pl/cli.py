@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import torch
+from jsonargparse import Namespace
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
 from catdog_pl.data import CatDogDataModule
@@ -41,9 +43,28 @@ class CatDogCLI(LightningCLI):
             raise SystemExit(f"catdog_pl: error: none of the {len(writer.rows)} images could be predicted")
 
     def before_instantiate_classes(self) -> None:
-        trainer = self.config[self.subcommand].trainer if self.subcommand else self.config.trainer
-        if trainer.precision is None:
-            trainer.precision = default_precision(trainer.accelerator)
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.trainer.precision is None:
+            config.trainer.precision = default_precision(config.trainer.accelerator)
+        if self.subcommand == "fit" and config.get("ckpt_path") and os.path.isfile(config.ckpt_path):
+            continue_run_folder(config.trainer, config.ckpt_path)
+
+
+def continue_run_folder(trainer: Namespace, ckpt_path: str) -> None:
+    """Resuming from ``<save_dir>/<name>/version_N/checkpoints/x.ckpt`` logs on into ``version_N``, not a new one.
+
+    Only for a ``TensorBoardLogger`` whose version the user left unset, and only when the checkpoint lies in the
+    folder that logger would write to; the event files then continue from the restored global step.
+    """
+    logger = trainer.get("logger")
+    if not isinstance(logger, Namespace) or not str(logger.get("class_path", "")).endswith("TensorBoardLogger"):
+        return
+    args = logger.init_args
+    run_dir = Path(ckpt_path).resolve().parent.parent
+    if args.get("version") is not None or Path(ckpt_path).resolve().parent.name != "checkpoints":
+        return
+    if run_dir.parent == (Path(args.get("save_dir") or ".") / (args.get("name") or "")).resolve():
+        args.version = run_dir.name
 
 
 def bf16_is_fast(accelerator: str | object = "auto") -> bool:
