@@ -16,6 +16,10 @@ from catdog_pl.module import CatDogClassifier
 from catdog_pl.prediction import PredictionWriter, check_checkpoint
 
 SEED = 42
+DESCRIPTION = (
+    "The Keras cats-vs-dogs CNN on PyTorch Lightning. Subcommands: fit, validate, test and predict (below), and "
+    "prepare, which downloads the full public data set into the expected layout (python -m catdog_pl prepare --help)."
+)
 
 
 class CatDogCLI(LightningCLI):
@@ -86,12 +90,19 @@ def default_precision(accelerator: str | object = "auto") -> str:
 
 def main(args: ArgsType = None) -> CatDogCLI | None:
     """Run the CLI on ``args`` (``sys.argv[1:]`` when ``None``); problems with the user's files exit with one line."""
+    argv = sys.argv[1:] if args is None else list(args)
     try:
+        if argv[:1] == ["prepare"]:
+            from catdog_pl.prepare import main as prepare_main
+
+            prepare_main(argv[1:])
+            return None
         return CatDogCLI(
             CatDogClassifier,
             CatDogDataModule,
             seed_everything_default=SEED,
             save_config_kwargs={"overwrite": True},
+            parser_kwargs={"description": DESCRIPTION},
             args=args,
         )
     except CatDogError as error:
