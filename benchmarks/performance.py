@@ -136,6 +136,39 @@ def bench_fit(data_dir: Path, seeds: list[int]) -> list[tuple[str, str]]:
     return rows
 
 
+def bench_pictures(data_dir: Path, epochs: int = 25) -> list[tuple[str, str]]:
+    """Share of a fit spent drawing and writing RunVisualizer's pictures, timed inside its own hooks."""
+    from catdog_pl.visualize import RunVisualizer
+
+    spent = [0.0]
+
+    def timed(method):
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return method(*args, **kwargs)
+            finally:
+                spent[0] += time.perf_counter() - start
+
+        return wrapper
+
+    hooks = [name for name in vars(RunVisualizer) if name.startswith("on_")]
+    originals = {name: getattr(RunVisualizer, name) for name in hooks}
+    for name in hooks:
+        setattr(RunVisualizer, name, timed(originals[name]))
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            main(["fit", "--config", str(CONFIG), "--data.data_dir", str(data_dir), "--trainer.max_epochs", str(epochs),
+                  "--trainer.logger.init_args.save_dir", tmp, "--trainer.enable_progress_bar", "false"])  # fmt: skip
+            total = time.perf_counter() - start
+    finally:
+        for name, method in originals.items():
+            setattr(RunVisualizer, name, method)
+    return [(f"RunVisualizer's pictures during a {epochs}-epoch fit", f"{spent[0]:.2f} s of {total:.1f} s "
+             f"({100 * spent[0] / total:.1f} %)")]  # fmt: skip
+
+
 def bench_plain(data_dir: Path) -> list[tuple[str, str]]:
     command = [sys.executable, str(ROOT / "benchmarks" / "plain_pytorch.py"), "--data_dir", str(data_dir)]
     start = time.perf_counter()
@@ -152,7 +185,10 @@ def main_bench() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_dir", type=Path, default=SHARED_DATA)
     parser.add_argument(
-        "--sections", nargs="+", default=["data", "step", "fit", "plain"], choices=["data", "step", "fit", "plain"]
+        "--sections",
+        nargs="+",
+        default=["data", "step", "fit", "plain", "pictures"],
+        choices=["data", "step", "fit", "plain", "pictures"],
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2])
     args = parser.parse_args()
@@ -166,6 +202,8 @@ def main_bench() -> None:
         rows += bench_fit(data_dir, args.seeds)
     if "plain" in args.sections:
         rows += bench_plain(data_dir)
+    if "pictures" in args.sections:
+        rows += bench_pictures(data_dir)
     print(table(rows))
 
 

@@ -118,3 +118,18 @@ def test_killed_25_epoch_run_resumes_to_the_end(shared_data, tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     main([*args, "--ckpt_path", str(last)])
     assert torch.load(last, weights_only=True)["epoch"] == 24
+
+
+def test_report_of_the_real_run(original_run, shared_data, tmp_path):
+    from PIL import Image
+
+    from catdog_pl.report import report
+
+    last, accuracy = original_run
+    page = report(last.parent.parent, tmp_path / "report", data_dir=shared_data)
+    for name in ("curves.png", "confusion_matrix.png", "worst_mistakes.png", "augmented_batch.png"):
+        with Image.open(tmp_path / "report" / name) as img:
+            img.verify()
+    text = page.read_text()
+    assert f"accuracy **{accuracy:.3f}**" in text  # the report's own evaluation agrees with test
+    assert text.count("| cat | dog |") + text.count("| dog | cat |") == 12  # the 12 worst mistakes, listed

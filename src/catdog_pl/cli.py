@@ -18,7 +18,8 @@ from catdog_pl.prediction import PredictionWriter, check_checkpoint
 SEED = 42
 DESCRIPTION = (
     "The Keras cats-vs-dogs CNN on PyTorch Lightning. Subcommands: fit, validate, test and predict (below), and "
-    "prepare, which downloads the full public data set into the expected layout (python -m catdog_pl prepare --help)."
+    "prepare, which downloads the full public data set into the expected layout, and report, which draws a run "
+    "as PNGs and a Markdown page (python -m catdog_pl prepare --help, report --help)."
 )
 
 
@@ -96,6 +97,11 @@ def main(args: ArgsType = None) -> CatDogCLI | None:
             from catdog_pl.prepare import main as prepare_main
 
             prepare_main(argv[1:])
+            return None
+        if argv[:1] == ["report"]:
+            from catdog_pl.report import main as report_main
+
+            report_main(argv[1:])
             return None
         return CatDogCLI(
             CatDogClassifier,

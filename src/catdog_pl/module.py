@@ -46,8 +46,8 @@ class CatDogClassifier(LightningModule):
         self.save_hyperparameters()
         # channels_last: the CPU (oneDNN) and GPU (cuDNN) convolutions run 1.5-2.5x faster in NHWC.
         self.net = SeedCNN(image_size=image_size).to(memory_format=torch.channels_last)
-        self.loss_fn = nn.BCEWithLogitsLoss()
-        self.train_acc = BinaryAccuracy(threshold=threshold)
+        self.loss_fn = nn.BCEWithLogitsLoss(reduction="none")  # per image: the worst mistakes are the top losses
+        self.train_metrics = _eval_metrics("train", threshold)
         self.val_metrics = _eval_metrics("val", threshold)
         self.test_metrics = _eval_metrics("test", threshold)
         self.example_input_array = torch.zeros(2, 3, image_size, image_size)
@@ -69,34 +69,37 @@ class CatDogClassifier(LightningModule):
 
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         images, targets = batch
-        logits = self(images)
-        loss = self.loss_fn(logits.float(), targets.float())
-        return loss, torch.sigmoid(logits.float()), targets
+        logits = self(images).float()
+        losses = self.loss_fn(logits, targets.float())
+        return losses, torch.sigmoid(logits), targets
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         if batch[0].numel() == 0:  # every file of this batch was unreadable (reported by the data module)
             return None
-        loss, probs, targets = self._shared_step(batch)
-        self.train_acc(probs, targets)
+        losses, probs, targets = self._shared_step(batch)
+        loss = losses.mean()
+        self.train_metrics.update(probs, targets)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
         return loss
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict | None:
         if batch[0].numel() == 0:
             return
-        loss, probs, targets = self._shared_step(batch)
+        losses, probs, targets = self._shared_step(batch)
         self.val_metrics.update(probs, targets)
-        self.log("val/loss", loss, on_epoch=True, prog_bar=True)
+        self.log("val/loss", losses.mean(), on_epoch=True, prog_bar=True)
         self.log_dict(self.val_metrics, on_epoch=True, prog_bar=True)
+        return {"probs": probs, "targets": targets}  # for the pictures of RunVisualizer
 
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict | None:
         if batch[0].numel() == 0:
             return
-        loss, probs, targets = self._shared_step(batch)
+        losses, probs, targets = self._shared_step(batch)
         self.test_metrics.update(probs, targets)
-        self.log("test/loss", loss, on_epoch=True)
+        self.log("test/loss", losses.mean(), on_epoch=True)
         self.log_dict(self.test_metrics, on_epoch=True)
+        return {"probs": probs, "targets": targets, "losses": losses}
 
     def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor, list[str]], batch_idx: int) -> dict:
         """Probabilities of class 1 with each image's input index and read error (see ``PredictionSet``)."""
