@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -221,16 +222,31 @@ class CatDogDataModule(LightningDataModule):
             test = self._folder(TEST_DIR, eval_transform, hp.image_size)
             self.cached = self._use_cache([(len(test), hp.image_size)])
             self.test_set = self._dataset(test, self._screen(test, hp.image_size if self.cached else None))
-        if not self.cached and self.hparams.num_workers is None:
-            # Workers decode; leave the training process the remaining cores, never more threads than cores.
-            torch.set_num_threads(max(1, available_cores() - self.num_workers))
+        self._set_threads()
         path = "cached in memory" if self.cached else "streaming from disk"
         rank_zero_info(f"catdog_pl: {path} ({getattr(stage, 'value', stage)})")
         self._write_report()
 
+    def _set_threads(self) -> None:
+        """Never more threads than cores: the processes of this machine (DDP on the CPU) share its cores, and
+        streaming workers each take one."""
+        cores = available_cores()
+        trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1 and trainer.strategy.root_device.type == "cpu":
+            cores = max(1, cores // max(1, trainer.num_devices))
+        if not self.cached and self.hparams.num_workers is None:
+            cores = max(1, cores - self.num_workers)
+        if cores < torch.get_num_threads():
+            torch.set_num_threads(cores)
+
     def _write_report(self) -> None:
-        if len(self.skipped) and self.report_path is not None and self.trainer.is_global_zero:
+        """Rank 0 writes the report; another rank writes its own file only for files that failed in its shard."""
+        if not len(self.skipped) or self.report_path is None:
+            return
+        if self.trainer.is_global_zero:
             self.skipped.write(self.report_path)
+        elif any(when != "setup" for _, when in self.skipped.entries.values()):
+            self.skipped.write(self.report_path.with_name(f"skipped_images.rank{self.trainer.global_rank}.csv"))
 
     def teardown(self, stage: str) -> None:
         self._write_report()  # with the files that failed mid-epoch, too
@@ -243,8 +259,8 @@ class CatDogDataModule(LightningDataModule):
         if len(batch) == 3 and not (self.trainer is not None and self.trainer.predicting):
             images, targets, errors = batch
             for error in errors:
-                if error not in self.skipped.entries:
-                    rank_zero_warn(f"skipped an unreadable file: {error}")
+                if error.split(": ", 1)[0] not in self.skipped.entries:
+                    warnings.warn(f"skipped an unreadable file: {error}", stacklevel=2)  # on every rank
                 self.skipped.add(error, "training" if train else "evaluation")
             batch = (images, targets)
         images, *rest = batch  # (images, targets), or (images, indices, errors) when predicting

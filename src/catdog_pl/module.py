@@ -79,7 +79,8 @@ class CatDogClassifier(LightningModule):
         losses, probs, targets = self._shared_step(batch)
         loss = losses.mean()
         self.train_metrics.update(probs, targets)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        # sync_dist: under DDP the epoch's loss is averaged over every process (once an epoch, not per step).
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
         return loss
 
@@ -88,7 +89,7 @@ class CatDogClassifier(LightningModule):
             return
         losses, probs, targets = self._shared_step(batch)
         self.val_metrics.update(probs, targets)
-        self.log("val/loss", losses.mean(), on_epoch=True, prog_bar=True)
+        self.log("val/loss", losses.mean(), on_epoch=True, prog_bar=True, sync_dist=True)
         self.log_dict(self.val_metrics, on_epoch=True, prog_bar=True)
         return {"probs": probs, "targets": targets}  # for the pictures of RunVisualizer
 
@@ -97,7 +98,7 @@ class CatDogClassifier(LightningModule):
             return
         losses, probs, targets = self._shared_step(batch)
         self.test_metrics.update(probs, targets)
-        self.log("test/loss", losses.mean(), on_epoch=True)
+        self.log("test/loss", losses.mean(), on_epoch=True, sync_dist=True)
         self.log_dict(self.test_metrics, on_epoch=True)
         return {"probs": probs, "targets": targets, "losses": losses}
 

@@ -46,7 +46,7 @@ def captioned_grid(images: torch.Tensor, captions: Sequence[str], scale: int = 2
         tile = Image.new("RGB", (img.width, img.height + 14 * caption_lines + 4), "white")
         tile.paste(img, (0, 0))
         ImageDraw.Draw(tile).multiline_text((3, img.height + 2), caption, fill="black", font=font, spacing=2)
-        tiles.append(torch.from_numpy(np.asarray(tile)).permute(2, 0, 1))
+        tiles.append(torch.from_numpy(np.array(tile)).permute(2, 0, 1))
     grid = make_grid(torch.stack(tiles), nrow=min(columns, len(tiles)), padding=4, pad_value=200)
     return grid.permute(1, 2, 0).numpy()
 
@@ -175,6 +175,14 @@ class RunVisualizer(Callback):
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         logger, worst, self._worst = self._writer(trainer), self._worst, None
+        if logger is not None and trainer.world_size > 1:  # the worst of every rank's shard, then the worst of all
+            shards: list = [None] * trainer.world_size
+            torch.distributed.all_gather_object(shards, worst)
+            shards = [shard for shard in shards if shard is not None]
+            worst = tuple(torch.cat(parts) for parts in zip(*shards, strict=True)) if shards else None
+            if worst is not None:
+                keep = torch.argsort(worst[3].float(), descending=True)[: self.num_mistakes]
+                worst = tuple(part[keep] for part in worst)
         if logger is None or worst is None or not trainer.is_global_zero or len(worst[0]) == 0:
             return
         images, probs, targets, _ = worst
