@@ -1,6 +1,6 @@
 """Where the time goes, in one table: data pipeline, train step, the full `fit` of configs/cnn.yaml, plain PyTorch.
 
-    python benchmarks/performance.py                      # everything, 3 seeds of the full fit (~3 min on 2 cores)
+    python benchmarks/performance.py                      # everything, 3 seeds of the full fit (~5 min on 2 cores)
     python benchmarks/performance.py --sections data step # the quick parts only
 
 Figures are this machine's; the table's first line names it.
@@ -169,6 +169,32 @@ def bench_pictures(data_dir: Path, epochs: int = 25) -> list[tuple[str, str]]:
              f"({100 * spent[0] / total:.1f} %)")]  # fmt: skip
 
 
+def bench_overhead(data_dir: Path, epochs: int = 25, repeats: int = 2) -> list[tuple[str, str]]:
+    """The same epochs in this process: Lightning's Trainer (no logger, checkpoints, progress bar or sanity check,
+    as the plain loop has none) and the plain PyTorch loop, set-up and decoding included in both. They alternate
+    ``repeats`` times and the fastest of each counts, since a shared machine's noise only ever adds time."""
+    import lightning as L
+    from plain_pytorch import run as plain_run
+
+    from catdog_pl.module import CatDogClassifier
+
+    lightning_s, plain_s = [], []
+    for _ in range(repeats):
+        L.seed_everything(42, verbose=False)
+        start = time.perf_counter()
+        trainer = L.Trainer(max_epochs=epochs, precision=default_precision(), logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)  # fmt: skip
+        trainer.fit(CatDogClassifier(), CatDogDataModule(data_dir=str(data_dir)))
+        lightning_s.append(time.perf_counter() - start)
+        plain_s.append(plain_run(str(data_dir), epochs=epochs)["seconds"])
+    best_l, best_p = min(lightning_s), min(plain_s)
+    runs = (
+        f"runs: Lightning {', '.join(f'{t:.1f}' for t in lightning_s)}; plain {', '.join(f'{t:.1f}' for t in plain_s)}"
+    )
+    return [(f"{epochs} epochs in-process, fastest of {repeats}: Lightning Trainer vs plain PyTorch loop",
+             f"{best_l:.1f} s vs {best_p:.1f} s (Lightning {100 * (best_l / best_p - 1):+.1f} %; {runs})")]  # fmt: skip
+
+
 def bench_plain(data_dir: Path) -> list[tuple[str, str]]:
     command = [sys.executable, str(ROOT / "benchmarks" / "plain_pytorch.py"), "--data_dir", str(data_dir)]
     start = time.perf_counter()
@@ -187,8 +213,8 @@ def main_bench() -> None:
     parser.add_argument(
         "--sections",
         nargs="+",
-        default=["data", "step", "fit", "plain", "pictures"],
-        choices=["data", "step", "fit", "plain", "pictures"],
+        default=["data", "step", "fit", "plain", "overhead", "pictures"],
+        choices=["data", "step", "fit", "plain", "overhead", "pictures"],
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2])
     args = parser.parse_args()
@@ -202,6 +228,8 @@ def main_bench() -> None:
         rows += bench_fit(data_dir, args.seeds)
     if "plain" in args.sections:
         rows += bench_plain(data_dir)
+    if "overhead" in args.sections:
+        rows += bench_overhead(data_dir)
     if "pictures" in args.sections:
         rows += bench_pictures(data_dir)
     print(table(rows))

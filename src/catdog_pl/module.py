@@ -14,7 +14,12 @@ from catdog_pl.model import SeedCNN
 
 def _eval_metrics(stage: str, threshold: float) -> MetricCollection:
     return MetricCollection(
-        {"acc": BinaryAccuracy(threshold), "auroc": BinaryAUROC(), "f1": BinaryF1Score(threshold)}, prefix=f"{stage}/"
+        {
+            "acc": BinaryAccuracy(threshold, validate_args=False),
+            "auroc": BinaryAUROC(validate_args=False),
+            "f1": BinaryF1Score(threshold, validate_args=False),
+        },
+        prefix=f"{stage}/",
     )
 
 
@@ -48,6 +53,7 @@ class CatDogClassifier(LightningModule):
         self.net = SeedCNN(image_size=image_size).to(memory_format=torch.channels_last)
         self.loss_fn = nn.BCEWithLogitsLoss(reduction="none")  # per image: the worst mistakes are the top losses
         self.train_metrics = _eval_metrics("train", threshold)
+        self._train_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.val_metrics = _eval_metrics("val", threshold)
         self.test_metrics = _eval_metrics("test", threshold)
         self.example_input_array = torch.zeros(2, 3, image_size, image_size)
@@ -78,11 +84,17 @@ class CatDogClassifier(LightningModule):
             return None
         losses, probs, targets = self._shared_step(batch)
         loss = losses.mean()
-        self.train_metrics.update(probs, targets)
         # sync_dist: under DDP the epoch's loss is averaged over every process (once an epoch, not per step).
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
-        self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
+        self._train_outputs.append((probs.detach(), targets))  # metrics once an epoch: a step stays lean
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        if self._train_outputs:
+            probs, targets = (torch.cat(parts) for parts in zip(*self._train_outputs, strict=True))
+            self._train_outputs.clear()
+            self.train_metrics.update(probs, targets)
+            self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict | None:
         if batch[0].numel() == 0:
