@@ -39,7 +39,7 @@ def bench_data(data_dir: Path) -> list[tuple[str, str]]:
     streamed.setup("fit")
     loader = streamed.train_dataloader()
     start, count = time.perf_counter(), 0
-    for images, _ in loader:
+    for images, *_ in loader:  # (images, targets, unreadable files)
         count += len(images)
     rows.append(
         (

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -37,7 +37,6 @@ def decode_all(
     """Decode ``paths`` into a ``(N, 3, side, side)`` uint8 tensor with a thread pool and a progress bar.
 
     Returns the tensor and one message per path: ``""``, or why that file could not be read (its slot is zeros).
-    PIL releases the GIL while it decodes and resizes, so threads scale without worker processes.
     """
 
     def decode(path: str) -> tuple[np.ndarray | None, str]:
@@ -48,16 +47,19 @@ def decode_all(
 
     out = torch.zeros(len(paths), side, side, 3, dtype=torch.uint8)
     errors = [""] * len(paths)
-    with ThreadPoolExecutor(max_workers=threads or available_cores()) as pool:
-        results = pool.map(decode, paths, chunksize=16)
-        for i, (array, error) in enumerate(
-            tqdm(results, total=len(paths), desc=desc or f"decoding {side}px", leave=False)
-        ):
-            if array is None:
-                errors[i] = error
-            else:
-                out[i] = torch.from_numpy(array)
+    for i, (array, error) in enumerate(thread_map(decode, paths, desc or f"decoding {side}px", threads)):
+        if array is None:
+            errors[i] = error
+        else:
+            out[i] = torch.from_numpy(array)
     return out.permute(0, 3, 1, 2).contiguous(), errors  # (N, 3, side, side)
+
+
+def thread_map(function: Callable, items: Sequence, desc: str, threads: int | None = None) -> Iterator:
+    """``map(function, items)`` in order on a thread per core, with a progress bar. For PIL work, which releases
+    the GIL while it decodes, so threads scale without worker processes."""
+    with ThreadPoolExecutor(max_workers=threads or available_cores()) as pool:
+        yield from tqdm(pool.map(function, items, chunksize=16), total=len(items), desc=desc, leave=False)
 
 
 def available_cores() -> int:

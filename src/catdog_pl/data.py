@@ -196,6 +196,7 @@ class CatDogDataModule(LightningDataModule):
                 raise InputError("predict needs images: pass --data.predict_path <file | folder | glob>")
             self.cached = False
             self.predict_set = PredictionSet(expand_inputs(hp.predict_path), hp.image_size, hp.max_image_pixels)
+            self._set_threads()
             return
         self.class_names = check_layout(self.data_dir)
         source = train_source_size(hp.image_size, hp.zoom)
@@ -215,7 +216,10 @@ class CatDogDataModule(LightningDataModule):
                 val.keep(val_idx)
                 train.keep(train_idx)
                 train_images = train_images[train_idx] if train_images is not None else None
-            val_images = self._screen(val, hp.image_size if self.cached else None)
+                # Its files were screened with training_set's: decode them at eval size, or stream them as they are.
+                val_images = self._screen(val, hp.image_size) if self.cached else None
+            else:
+                val_images = self._screen(val, hp.image_size if self.cached else None)
             self.train_set = self._dataset(train, train_images) if stage == "fit" else None
             self.val_set = self._dataset(val, val_images)
         if stage == "test":

@@ -6,16 +6,15 @@ from __future__ import annotations
 import csv
 import os
 import warnings
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import torch
 from PIL import Image
 from torch.utils.data import default_collate
 from torchvision.datasets import ImageFolder
-from tqdm.auto import tqdm
 
+from catdog_pl.cache import thread_map
 from catdog_pl.errors import DataLayoutError, ImageError
 from catdog_pl.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, load_rgb
 
@@ -137,10 +136,7 @@ def check_image(path: str, full: bool = False, max_pixels: int = DEFAULT_MAX_PIX
 
 def scan(paths: Sequence[str], full: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS, desc: str = "") -> list[str]:
     """Check every file (threads; a progress bar); return one reason per path, ``""`` for the good ones."""
-    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        results = pool.map(lambda path: check_image(path, full, max_pixels), paths, chunksize=32)
-        return list(tqdm(results, total=len(paths), desc=desc or "checking images", leave=False))
+    return list(thread_map(lambda path: check_image(path, full, max_pixels), paths, desc or "checking images"))
 
 
 class SkippedImages:
@@ -157,13 +153,18 @@ class SkippedImages:
         return len(self.entries)
 
     def write(self, output: str | os.PathLike) -> Path:
-        output = Path(output)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        partial = output.with_name(output.name + ".partial")
-        with open(partial, "w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["path", "reason", "when"])
-            for path, (message, when) in self.entries.items():
-                writer.writerow([path, message[len(path) + 2 :], when])
-        os.replace(partial, output)
-        return output
+        rows = ([path, message[len(path) + 2 :], when] for path, (message, when) in self.entries.items())
+        return write_csv_atomic(output, ("path", "reason", "when"), rows)
+
+
+def write_csv_atomic(output: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence]) -> Path:
+    """Write a CSV through a ``.partial`` file renamed into place: a reader never sees half a file."""
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(output.name + ".partial")
+    with open(partial, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    os.replace(partial, output)
+    return output

@@ -18,11 +18,6 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".ti
 DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 
 
-def is_image_name(name: str) -> bool:
-    """Whether a file name looks like an image: an image suffix, not hidden (``.DS_Store``, ``._photo.jpg``)."""
-    return not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES)
-
-
 def load_rgb(path: str | os.PathLike, min_size: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Open an image as 8-bit RGB, the way every stage sees it, or raise :class:`ImageError` naming the file.
 

@@ -7,7 +7,6 @@ probability whichever way it is predicted.
 
 from __future__ import annotations
 
-import csv
 import glob
 import os
 from collections.abc import Iterable, Sequence
@@ -21,7 +20,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from catdog_pl.errors import CheckpointError, ImageError, InputError
-from catdog_pl.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, is_image_name, load_rgb, to_rgb
+from catdog_pl.folders import is_image_file, write_csv_atomic
+from catdog_pl.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, load_rgb, to_rgb
 from catdog_pl.transforms import build_eval_transform
 
 CSV_COLUMNS = ("path", "label", "p_dog", "error")
@@ -30,8 +30,9 @@ CSV_COLUMNS = ("path", "label", "p_dog", "error")
 def expand_inputs(spec: str | os.PathLike) -> list[str]:
     """The image files named by ``spec``: one file, a folder (searched recursively, images by suffix), or a glob.
 
-    A file named directly is always taken, whatever its suffix, so that a bad file gets its error row. Hidden files
-    and files without an image suffix inside folders are passed over (``.DS_Store``, ``Thumbs.db``, notes).
+    A file named directly is always taken, whatever its suffix, so that a bad file gets its error row. In folders,
+    images are found as in training (:func:`~catdog_pl.folders.is_image_file`: by suffix, else by content); hidden
+    files, thumbnail caches and notes are passed over.
     """
     text = os.fspath(spec)
     path = Path(text)
@@ -42,10 +43,11 @@ def expand_inputs(spec: str | os.PathLike) -> list[str]:
             os.path.join(root, name)
             for root, dirs, names in os.walk(path)
             for name in names
-            if is_image_name(name) and not any(part.startswith(".") for part in Path(root).relative_to(path).parts)
+            if is_image_file(os.path.join(root, name))
+            and not any(part.startswith(".") for part in Path(root).relative_to(path).parts)
         )
         if not found:
-            raise InputError(f"{text}: folder holds no images (looked for {', '.join(IMAGE_SUFFIXES)}, any case)")
+            raise InputError(f"{text}: folder holds no images ({', '.join(IMAGE_SUFFIXES)} in any case, or by content)")
         return found
     if glob.has_magic(text):
         found = sorted(p for p in glob.glob(text, recursive=True) if os.path.isfile(p))
@@ -111,6 +113,15 @@ class Prediction:
         return not self.error
 
 
+def collect(p_dog: dict[int, float], errors: dict[int, str], indices, probs, batch_errors) -> None:
+    """Add one batch's results to ``p_dog`` (readable images) and ``errors`` (the rest), by input index."""
+    for index, p, error in zip(indices.tolist(), probs.tolist(), batch_errors, strict=True):
+        if error:
+            errors[index] = error
+        else:
+            p_dog[index] = p
+
+
 def make_predictions(
     dataset: PredictionSet,
     p_dog: dict[int, float],
@@ -132,17 +143,12 @@ def make_predictions(
 
 
 def write_csv(rows: Iterable[Prediction], output: str | os.PathLike) -> Path:
-    """Write ``path,label,p_dog,error`` rows to ``output`` atomically (a partial file never replaces a good one)."""
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(output.name + ".partial")
-    with open(partial, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(CSV_COLUMNS)
-        for row in rows:
-            writer.writerow([row.path, row.label or "", "" if row.p_dog is None else f"{row.p_dog:.6f}", row.error])
-    os.replace(partial, output)
-    return output
+    """Write ``path,label,p_dog,error`` rows to ``output`` (atomically: a partial file never replaces a good one)."""
+    return write_csv_atomic(
+        output,
+        CSV_COLUMNS,
+        ([r.path, r.label or "", "" if r.p_dog is None else f"{r.p_dog:.6f}", r.error] for r in rows),
+    )
 
 
 def format_table(rows: Sequence[Prediction], limit: int = 20) -> str:
@@ -184,11 +190,7 @@ class PredictionWriter(BasePredictionWriter):
         p_dog: dict[int, float] = {}
         errors: dict[int, str] = {}
         for batch in predictions:
-            for index, p, error in zip(batch["index"].tolist(), batch["p_dog"].tolist(), batch["error"], strict=True):
-                if error:
-                    errors[index] = error
-                else:
-                    p_dog[index] = p
+            collect(p_dog, errors, batch["index"], batch["p_dog"], batch["error"])
         if trainer.world_size > 1:  # every rank predicted a shard: gather them, each index kept once
             gathered: list = [None] * trainer.world_size
             torch.distributed.all_gather_object(gathered, (p_dog, errors))
@@ -289,10 +291,5 @@ class Classifier:
         for images, indices, batch_errors in loader:
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 logits = self.model(images.to(self.device))
-            probs = torch.sigmoid(logits.float()).tolist()
-            for index, p, error in zip(indices.tolist(), probs, batch_errors, strict=True):
-                if error:
-                    errors[index] = error
-                else:
-                    p_dog[index] = p
+            collect(p_dog, errors, indices, torch.sigmoid(logits.float()), batch_errors)
         return make_predictions(dataset, p_dog, errors, self.class_names, self.threshold)
