@@ -1,3 +1,4 @@
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -5,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import catdog_pl.cli as cli_module
 from catdog_pl.cli import main
 
 from .conftest import CONFIG, ROOT
@@ -70,9 +72,24 @@ def test_layout_error_exits_with_one_line(tmp_path, monkeypatch, capsys):
     assert err[-1].startswith("catdog_pl: error: ") and str(tmp_path / "nowhere") in err[-1]
 
 
-def test_help_runs_as_a_module():
+def test_help_runs_as_a_module_and_as_the_console_script():
     out = subprocess.run([sys.executable, "-m", "catdog_pl", "--help"], capture_output=True, text=True, check=True)
-    assert "fit" in out.stdout and "predict" in out.stdout
+    assert "fit" in out.stdout and "predict" in out.stdout and "prepare" in out.stdout
+    script = shutil.which("catdog") or str(Path(sys.executable).parent / "catdog")
+    out = subprocess.run([script, "predict", "--help"], capture_output=True, text=True, check=True)
+    assert "--data.predict_path" in out.stdout and "--prediction.output" in out.stdout
+
+
+def test_precision_follows_the_hardware(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli_module, "bf16_is_fast", lambda accelerator="auto": False)
+    assert cli_module.default_precision() == "32-true"
+    monkeypatch.setattr(cli_module, "bf16_is_fast", lambda accelerator="auto": True)
+    quick = (
+        "--trainer.max_epochs 1 --trainer.logger false --trainer.callbacks null --trainer.enable_checkpointing false"
+    )
+    assert run("fit", tiny_data, quick).trainer.precision == "bf16-mixed"
+    assert run("fit", tiny_data, f"{quick} --trainer.precision 32-true").trainer.precision == "32-true"
 
 
 @pytest.mark.parametrize("config", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
