@@ -1,8 +1,9 @@
-"""The original Keras tutorial, unchanged but for the data path and Keras 3's fit(), for a side-by-side run.
+"""The original Keras tutorial, unchanged but for the data path and fit() for fit_generator(), side by side.
 
-TensorFlow is no dependency of catdog_pl; install it apart, e.g. in its own virtual environment:
+TensorFlow is no dependency of catdog_pl; install it apart, in its own virtual environment. Keras 3 dropped
+``ImageDataGenerator``, so this runs on Keras 2 (``tf-keras``), the API the tutorial was written for:
 
-    python -m venv /tmp/keras && /tmp/keras/bin/pip install tensorflow-cpu pillow scipy
+    python -m venv /tmp/keras && /tmp/keras/bin/pip install tensorflow-cpu tf-keras pillow scipy
     /tmp/keras/bin/python benchmarks/keras_original.py --data_dir ../shared/data/cats_vs_dogs
 
 It prints the wall time of the 25 epochs and the last epoch's validation (= test set) accuracy.
@@ -17,9 +18,9 @@ parser.add_argument("--data_dir", default="dataset")
 parser.add_argument("--epochs", type=int, default=25)
 args = parser.parse_args()
 
-from keras.layers import Conv2D, Dense, Flatten, MaxPooling2D  # noqa: E402
-from keras.models import Sequential  # noqa: E402
-from keras.preprocessing.image import ImageDataGenerator  # noqa: E402
+from tf_keras.layers import Conv2D, Dense, Flatten, MaxPooling2D  # noqa: E402
+from tf_keras.models import Sequential  # noqa: E402
+from tf_keras.preprocessing.image import ImageDataGenerator  # noqa: E402
 
 classifier = Sequential()
 classifier.add(Conv2D(32, (3, 3), input_shape=(64, 64, 3), activation="relu"))

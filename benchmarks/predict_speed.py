@@ -35,7 +35,10 @@ def main_bench() -> None:
         if ckpt is None:
             ckpt = Path(tmp) / "untrained.ckpt"
             model = CatDogClassifier()
-            torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, ckpt)
+            import lightning
+
+            state = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}
+            torch.save({**state, "pytorch-lightning_version": lightning.__version__}, ckpt)
         paths, threads = expand_inputs(args.data_dir), torch.get_num_threads()
         rows = [("machine", machine())]
         quiet = ["--trainer.enable_progress_bar", "false", "--trainer.logger", "false", "--prediction.show", "0"]

@@ -38,6 +38,9 @@ def test_fit_then_test_from_checkpoint(tiny_data, tmp_path, monkeypatch):
     assert cli.model.hparams.image_size == 48 and cli.datamodule.hparams.image_size == 48
     assert 0.0 <= cli.trainer.callback_metrics["test/acc"] <= 1.0
     assert {"test/loss", "test/auroc", "test/f1"} <= set(cli.trainer.callback_metrics)
+    # validate with val_split 0 evaluates test_set too, as the original's validation did: the same figures.
+    validated = run("validate", tiny_data, f"--ckpt_path {last}")
+    assert validated.trainer.callback_metrics["val/acc"] == cli.trainer.callback_metrics["test/acc"]
 
 
 def test_class_names_come_from_the_folders(tmp_path, monkeypatch):

@@ -152,12 +152,15 @@ class RunVisualizer(Callback):
         writer.add_image("val/confusion_matrix", confusion_image(counts, names, title), step, dataformats="HWC")
         writer.add_text("val/confusion_matrix_counts", counts_markdown(counts, names), step)
         writer.add_pr_curve("val/pr_curve", targets.int(), probs, step)
-        loss = torch.nn.functional.binary_cross_entropy(probs.clamp(1e-7, 1 - 1e-7), targets.float())
-        from torchmetrics.functional.classification import binary_auroc
 
-        writer.add_scalar("hp/val_acc", float(np.trace(counts) / counts.sum()), step)
-        writer.add_scalar("hp/val_auroc", float(binary_auroc(probs, targets.long())), step)
-        writer.add_scalar("hp/val_loss", float(loss), step)
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # The module has logged this epoch's val/* by now: copy them under hp/* for the HPARAMS tab.
+        logger = self._writer(trainer)
+        metrics = trainer.callback_metrics
+        if logger is None or trainer.sanity_checking or not trainer.is_global_zero or "val/acc" not in metrics:
+            return
+        for name in HP_METRICS:
+            logger.experiment.add_scalar(name, float(metrics[name[3:].replace("_", "/", 1)]), trainer.global_step)
 
     def on_test_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int, dataloader_idx: int = 0
