@@ -109,7 +109,13 @@ def _empty_class(root: Path) -> Path:
     return root / "training_set" / "dogs"
 
 
-@pytest.mark.parametrize("breaker", [_no_training_set, _empty_class])
+def _no_images_at_all(root: Path) -> Path:
+    for path in (root / "training_set").rglob("*.jpg"):
+        path.unlink()
+    return root / "training_set" / "cats"  # the first class folder found empty
+
+
+@pytest.mark.parametrize("breaker", [_no_training_set, _empty_class, _no_images_at_all])
 def test_more_wrong_layouts_name_the_path(tiny_data, breaker):
     culprit = breaker(tiny_data)
     with pytest.raises(DataLayoutError) as info:
