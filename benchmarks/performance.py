@@ -217,6 +217,7 @@ def main_bench() -> None:
         choices=["data", "step", "fit", "plain", "overhead", "pictures"],
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2])
+    parser.add_argument("--repeats", type=int, default=2, help="alternating runs of the overhead section")
     args = parser.parse_args()
     data_dir = args.data_dir.resolve()
     rows = [("machine", machine()), ("precision chosen by default", default_precision())]
@@ -229,7 +230,7 @@ def main_bench() -> None:
     if "plain" in args.sections:
         rows += bench_plain(data_dir)
     if "overhead" in args.sections:
-        rows += bench_overhead(data_dir)
+        rows += bench_overhead(data_dir, repeats=args.repeats)
     if "pictures" in args.sections:
         rows += bench_pictures(data_dir)
     print(table(rows))
