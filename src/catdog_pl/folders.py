@@ -63,7 +63,10 @@ def check_layout(data_dir: str | os.PathLike, splits: Sequence[str] = (TRAIN_DIR
     """Check ``data_dir`` against the original's layout and return the class names."""
     root = Path(data_dir)
     if not root.is_dir():
-        raise DataLayoutError(f"{root}: data_dir not found; expected the layout {LAYOUT}")
+        raise DataLayoutError(
+            f"{root}: data_dir not found; expected the layout {LAYOUT} "
+            "(pass --data.data_dir, or fetch the public set with: python -m catdog_pl prepare --out dataset)"
+        )
     classes = None
     for split in splits:
         found = find_classes(root / split)
