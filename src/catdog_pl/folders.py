@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import csv
 import os
-import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torch.utils.data import default_collate
 from torchvision.datasets import ImageFolder
 
 from catdog_pl.cache import thread_map
 from catdog_pl.errors import DataLayoutError, ImageError
-from catdog_pl.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, load_rgb
+from catdog_pl.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, load_rgb, verify_image
 
 TRAIN_DIR = "training_set"
 TEST_DIR = "test_set"
@@ -117,23 +115,10 @@ def collate_skip_bad(batch: list[tuple]) -> tuple[torch.Tensor, torch.Tensor, li
 
 def check_image(path: str, full: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> str:
     """``""`` if ``path`` reads as an image, else the one-line reason. Fast: header and ``verify``; full: decode."""
-    if full:
-        try:
-            load_rgb(path, max_pixels=max_pixels)
-        except ImageError as error:
-            return str(error)
-        return ""
     try:
-        if os.path.getsize(path) == 0:
-            return f"{path}: empty file (0 bytes)"
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                if img.width * img.height > max_pixels:
-                    return f"{path}: {img.width}x{img.height} pixels is over the limit of {max_pixels:,}"
-                img.verify()
-    except Exception as error:  # PIL raises many types for bad files; each is a reason to set the file aside
-        return f"{path}: unreadable ({type(error).__name__}: {error})"
+        (load_rgb if full else verify_image)(path, max_pixels=max_pixels)
+    except ImageError as error:
+        return str(error)
     return ""
 
 

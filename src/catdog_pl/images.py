@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -13,6 +15,8 @@ from catdog_pl.errors import ImageError
 
 #: Suffixes taken as images when a folder is listed (any case). Content decides whether a file really is one.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+T = TypeVar("T")
 
 #: PIL's decompression-bomb limit (about 89 megapixels), the default for ``max_pixels``.
 DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
@@ -27,6 +31,26 @@ def load_rgb(path: str | os.PathLike, min_size: int | None = None, max_pixels: i
     ``max_pixels`` pixels are refused before they are decoded (PIL's decompression-bomb guard; to go above PIL's
     own limit, raise ``PIL.Image.MAX_IMAGE_PIXELS`` too).
     """
+
+    def decode(img: Image.Image) -> Image.Image:
+        if min_size is not None and img.format == "JPEG":
+            # draft keeps both sides >= the request; a square request is unaffected by EXIF rotation.
+            img.draft("RGB", (min_size, min_size))
+        img.load()
+        return to_rgb(ImageOps.exif_transpose(img))
+
+    return read_image(path, decode, max_pixels)
+
+
+def verify_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """The fast check: the header and PIL's ``verify()``, no decode; raises :class:`ImageError` naming the file."""
+    read_image(path, lambda img: img.verify(), max_pixels)
+
+
+def read_image(path: str | os.PathLike, use: Callable[[Image.Image], T], max_pixels: int = DEFAULT_MAX_PIXELS) -> T:
+    """Open ``path`` and return ``use(image)``, with the checks every reader shares: an empty file, PIL's
+    decompression-bomb guard and ``max_pixels`` are refused before decoding, and any failure becomes one
+    :class:`ImageError` that starts with the path and says why."""
     try:
         if os.path.getsize(path) == 0:
             raise ImageError(f"{path}: empty file (0 bytes)")
@@ -39,11 +63,7 @@ def load_rgb(path: str | os.PathLike, min_size: int | None = None, max_pixels: i
                         f"{path}: {img.width}x{img.height} = {pixels:,} pixels is over the limit of {max_pixels:,} "
                         "(decompression-bomb guard; raise max_image_pixels if the file is genuine)"
                     )
-                if min_size is not None and img.format == "JPEG":
-                    # draft keeps both sides >= the request; a square request is unaffected by EXIF rotation.
-                    img.draft("RGB", (min_size, min_size))
-                img.load()
-                return to_rgb(ImageOps.exif_transpose(img))
+                return use(img)
     except ImageError:
         raise
     except FileNotFoundError:
@@ -54,6 +74,8 @@ def load_rgb(path: str | os.PathLike, min_size: int | None = None, max_pixels: i
         raise ImageError(f"{path}: too many pixels, refused as a possible decompression bomb ({error})") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageError(f"{path}: truncated or corrupt image ({error})") from None
+    except Exception as error:  # PIL's plugins raise other types too (struct.error, ...): still this file's fault
+        raise ImageError(f"{path}: unreadable ({type(error).__name__}: {error})") from None
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
