@@ -33,6 +33,13 @@ def make_dataset(root: Path, n_train: int = 16, n_test: int = 8, seed: int = 0) 
     return root
 
 
+@pytest.fixture(autouse=True)
+def _run_in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs in its own folder: what the CLI writes beside it (lightning_logs/, the config.yaml that
+    LightningCLI saves when there is no logger) never lands in the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def tiny_data(tmp_path: Path) -> Path:
     return make_dataset(tmp_path / "data")

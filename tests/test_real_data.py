@@ -34,7 +34,7 @@ def original_run(tmp_path_factory) -> tuple[Path, float]:
           "--trainer.logger.init_args.save_dir", str(root), *QUIET])  # fmt: skip
     last = root / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
     cli = main(["test", "--config", str(CONFIG), "--data.data_dir", str(SHARED_DATA), "--ckpt_path", str(last),
-                "--trainer.logger", "false", *QUIET])  # fmt: skip
+                "--trainer.logger", "false", "--trainer.default_root_dir", str(root), *QUIET])  # fmt: skip
     return last, float(cli.trainer.callback_metrics["test/acc"])
 
 
