@@ -91,6 +91,33 @@ def bench_step(batch_size: int = 32, steps: int = 60) -> list[tuple[str, str]]:
     return rows
 
 
+def bench_compile(batch_size: int = 32, steps: int = 60) -> list[tuple[str, str]]:
+    """Whether torch.compile pays off: its first (compiling) step, then the train step, beside eager mode."""
+    rows = []
+    images = torch.rand(batch_size, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    targets = torch.randint(0, 2, (batch_size,)).float()
+    bf16 = default_precision() == "bf16-mixed"
+    for name in ("eager", "torch.compile"):
+        torch.manual_seed(0)
+        net = SeedCNN().to(memory_format=torch.channels_last)
+        model = torch.compile(net) if name == "torch.compile" else net
+        optimizer = torch.optim.Adam(net.parameters(), eps=1e-7, fused=True)
+        for step in range(steps + 11):
+            if step in (0, 11):
+                start = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = model(images)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), targets)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if step == 0:
+                first = time.perf_counter() - start
+        rate = images_per_s(steps * batch_size, time.perf_counter() - start)
+        rows.append((f"train step, batch {batch_size}, NHWC, {name}: first step, then", f"{first:.1f} s, then {rate}"))
+    return rows
+
+
 def run_fit(data_dir: Path, seed: int, workdir: Path) -> tuple[float, float, float]:
     """One `fit` as a user runs it, in a subprocess: wall seconds, peak RSS in MB, test/acc of last.ckpt."""
     command = [
@@ -218,6 +245,7 @@ def main_bench() -> None:
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2])
     parser.add_argument("--repeats", type=int, default=2, help="alternating runs of the overhead section")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (~30 s of compiling)")
     args = parser.parse_args()
     data_dir = args.data_dir.resolve()
     rows = [("machine", machine()), ("precision chosen by default", default_precision())]
@@ -225,6 +253,8 @@ def main_bench() -> None:
         rows += bench_data(data_dir)
     if "step" in args.sections:
         rows += bench_step()
+    if args.compile:
+        rows += bench_compile()
     if "fit" in args.sections:
         rows += bench_fit(data_dir, args.seeds)
     if "plain" in args.sections:
