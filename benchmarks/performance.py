@@ -64,57 +64,53 @@ def bench_data(data_dir: Path) -> list[tuple[str, str]]:
     return rows
 
 
-def bench_step(batch_size: int = 32, steps: int = 60) -> list[tuple[str, str]]:
+def time_train_steps(
+    model: torch.nn.Module, net: torch.nn.Module, images: torch.Tensor, bf16: bool, steps: int = 60, fused: bool = False
+) -> tuple[float, float]:
+    """Run one step, 10 warm-up steps, then ``steps`` timed ones of ``model`` (``net``'s parameters, Adam):
+    the first step's seconds and the timed steps' images/s."""
+    targets = torch.randint(0, 2, (len(images),)).float()
+    optimizer = torch.optim.Adam(net.parameters(), eps=1e-7, fused=fused)
+    for step in range(steps + 11):
+        if step in (0, 11):
+            start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(images)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step == 0:
+            first = time.perf_counter() - start
+    return first, steps * len(images) / (time.perf_counter() - start)
+
+
+def bench_step(batch_size: int = 32) -> list[tuple[str, str]]:
     rows = []
     for channels_last, bf16 in ((False, False), (True, False), (True, True)):
         torch.manual_seed(0)
-        net = SeedCNN()
-        images = torch.rand(batch_size, 3, 64, 64)
+        net, images = SeedCNN(), torch.rand(batch_size, 3, 64, 64)
         if channels_last:
-            net, images = (
-                net.to(memory_format=torch.channels_last),
-                images.contiguous(memory_format=torch.channels_last),
-            )
-        targets = torch.randint(0, 2, (batch_size,)).float()
-        optimizer = torch.optim.Adam(net.parameters(), eps=1e-7)
-        for step in range(steps + 10):
-            if step == 10:
-                start = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                logits = net(images)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            net = net.to(memory_format=torch.channels_last)
+            images = images.contiguous(memory_format=torch.channels_last)
+        _, rate = time_train_steps(net, net, images, bf16)
         name = f"train step, batch {batch_size}, {'NHWC' if channels_last else 'NCHW'}, {'bf16' if bf16 else 'fp32'}"
-        rows.append((name, images_per_s(steps * batch_size, time.perf_counter() - start)))
+        rows.append((name, f"{rate:,.0f} images/s"))
     return rows
 
 
-def bench_compile(batch_size: int = 32, steps: int = 60) -> list[tuple[str, str]]:
+def bench_compile(batch_size: int = 32) -> list[tuple[str, str]]:
     """Whether torch.compile pays off: its first (compiling) step, then the train step, beside eager mode."""
     rows = []
     images = torch.rand(batch_size, 3, 64, 64).contiguous(memory_format=torch.channels_last)
-    targets = torch.randint(0, 2, (batch_size,)).float()
     bf16 = default_precision() == "bf16-mixed"
     for name in ("eager", "torch.compile"):
         torch.manual_seed(0)
         net = SeedCNN().to(memory_format=torch.channels_last)
         model = torch.compile(net) if name == "torch.compile" else net
-        optimizer = torch.optim.Adam(net.parameters(), eps=1e-7, fused=True)
-        for step in range(steps + 11):
-            if step in (0, 11):
-                start = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                logits = model(images)
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if step == 0:
-                first = time.perf_counter() - start
-        rate = images_per_s(steps * batch_size, time.perf_counter() - start)
-        rows.append((f"train step, batch {batch_size}, NHWC, {name}: first step, then", f"{first:.1f} s, then {rate}"))
+        first, rate = time_train_steps(model, net, images, bf16, fused=True)
+        rows.append((f"train step, batch {batch_size}, NHWC, {name}: first step, then",
+                     f"{first:.1f} s, then {rate:,.0f} images/s"))  # fmt: skip
     return rows
 
 
