@@ -85,7 +85,11 @@ class CachedImages(Dataset):
         return self.images[index], self.targets[index]
 
     def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        index = torch.as_tensor(indices, device=self.images.device)
+        index = torch.as_tensor(indices)
+        if self.images.is_cuda:
+            # A pageable host-to-device copy waits for the GPU to finish its queue; from pinned memory it does not,
+            # so the next batch is fetched while the GPU still runs this one.
+            index = index.pin_memory().to(self.images.device, non_blocking=True)
         return self.images[index], self.targets[index]
 
     def to(self, device: torch.device) -> CachedImages:
