@@ -154,8 +154,11 @@ class BatchTrainAugment(torch.nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         batch, _, side, _ = images.shape
-        params = self.sample(batch, side, images.device)
-        theta = self.theta(params, side)
+        # The parameters are drawn and composed on the CPU even for a GPU batch: two dozen ops on a few numbers
+        # cost less there than as many GPU kernel launches. Only the (B, 2, 3) maps travel, without a wait.
+        theta = self.theta(self.sample(batch, side), side)
+        theta = theta.pin_memory() if images.is_cuda else theta
+        theta = theta.to(images.device, non_blocking=True)
         grid = torch.nn.functional.affine_grid(
             theta, [batch, 3, self.image_size, self.image_size], align_corners=False
         )  # (B, 64, 64, 2)
