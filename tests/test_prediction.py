@@ -110,14 +110,17 @@ def test_predict_agrees_with_test(trained, tmp_path):
     )
     rows = read_csv(output)
     cli = run_cli("test", "--config", CONFIG, "--data.data_dir", data, "--ckpt_path", checkpoint)
-    # The probabilities test computes, image by image, in test_set's order (the same sorted order as predict's).
-    model, dm = cli.model.eval(), cli.datamodule
+    # The probabilities test computes, image by image, in test_set's order (the same sorted order as predict's),
+    # on the device and in the precision both ran with (the GPU where there is one).
+    device = cli.trainer.strategy.root_device
+    model, dm = cli.model.eval().to(device), cli.datamodule
     with (
         torch.inference_mode(),
-        torch.autocast("cpu", dtype=torch.bfloat16, enabled=cli.trainer.precision == "bf16-mixed"),
+        torch.autocast(device.type, dtype=torch.bfloat16, enabled=cli.trainer.precision == "bf16-mixed"),
     ):
         probs = [
-            torch.sigmoid(model(dm.prepare_batch(batch, train=False)[0]).float()) for batch in dm.test_dataloader()
+            torch.sigmoid(model(dm.prepare_batch(batch, train=False)[0].to(device)).float()).cpu()
+            for batch in dm.test_dataloader()
         ]
     np.testing.assert_allclose([float(row["p_dog"]) for row in rows], torch.cat(probs).numpy(), atol=1e-6)
     labels = [Path(row["path"]).parent.name[:-1] for row in rows]
