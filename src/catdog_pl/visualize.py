@@ -119,8 +119,10 @@ class RunVisualizer(Callback):
             logger.log_hyperparams(params, dict.fromkeys(HP_METRICS, 0.0))  # the HPARAMS tab's columns
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch, batch_idx: int) -> None:
+        if trainer.global_step != 0 or batch_idx != 0:  # first the cheap test: this hook runs every batch
+            return
         logger = self._writer(trainer)
-        if logger is None or trainer.global_step != 0 or batch_idx != 0 or not trainer.is_global_zero:
+        if logger is None or not trainer.is_global_zero:
             return
         images, targets = batch[0][: self.num_images], batch[1][: self.num_images]
         names = pl_module.hparams.class_names
