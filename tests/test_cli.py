@@ -101,3 +101,14 @@ def test_every_config_parses(config, capsys):
         main(["fit", "--config", str(config), "--print_config"])
     assert info.value.code == 0
     assert "max_epochs" in capsys.readouterr().out
+
+
+def test_progress_bar_redraws_every_few_batches_and_turns_off(tiny_data):
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    args = ["fit", "--config", str(CONFIG), "--data.data_dir", str(tiny_data), "--trainer.max_epochs", "1",
+            "--trainer.limit_train_batches", "1", "--trainer.enable_model_summary", "false"]  # fmt: skip
+    bars = [cb for cb in main(args).trainer.callbacks if isinstance(cb, TQDMProgressBar)]
+    assert [bar.refresh_rate for bar in bars] == [5]  # configs/cnn.yaml's: a redraw every batch cost ~2 % of a run
+    trainer = main([*args, "--trainer.enable_progress_bar", "false"]).trainer
+    assert trainer.progress_bar_callback is None

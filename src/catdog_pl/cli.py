@@ -51,6 +51,14 @@ class CatDogCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         if config.trainer.precision is None:
             config.trainer.precision = default_precision(config.trainer.accelerator)
+        if config.trainer.enable_progress_bar is False and config.trainer.callbacks:
+            # configs/cnn.yaml sets the bar's refresh rate with a TQDMProgressBar callback, which Lightning refuses
+            # beside enable_progress_bar=False: turning the bar off drops it.
+            config.trainer.callbacks = [
+                callback
+                for callback in config.trainer.callbacks
+                if not str(getattr(callback, "class_path", "")).endswith("ProgressBar")
+            ]
         if self.subcommand == "fit" and config.get("ckpt_path") and os.path.isfile(config.ckpt_path):
             continue_run_folder(config.trainer, config.ckpt_path)
 
