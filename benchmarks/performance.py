@@ -124,6 +124,28 @@ def bench_step(batch_size: int = 32) -> list[tuple[str, str]]:
     return rows
 
 
+def bench_eval(batch_sizes: tuple[int, ...] = (32, 64, 256), images: int = 1024) -> list[tuple[str, str]]:
+    """Inference images/s by batch size (validation, test and predict batches), NHWC, in the default precision."""
+    torch.manual_seed(0)
+    net = SeedCNN().to(DEVICE, memory_format=torch.channels_last).eval()
+    data = torch.rand(images, 3, 64, 64, device=DEVICE).contiguous(memory_format=torch.channels_last)
+    bf16 = default_precision() == "bf16-mixed"
+    rates = []
+    with torch.inference_mode(), torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=bf16):
+        for batch_size in batch_sizes:
+            for chunk in torch.split(data, batch_size):  # warm-up: each shape's kernels are chosen once
+                net(chunk)
+            synchronize()
+            start = time.perf_counter()
+            for _ in range(3):
+                for chunk in torch.split(data, batch_size):
+                    net(chunk)
+            synchronize()
+            rates.append(f"{3 * images / (time.perf_counter() - start):,.0f}")
+    sizes = " / ".join(map(str, batch_sizes))
+    return [(f"inference, batch {sizes}, NHWC, {DEVICE.type}", f"{' / '.join(rates)} images/s")]
+
+
 def bench_compile(batch_size: int = 32) -> list[tuple[str, str]]:
     """Whether torch.compile pays off: its first (compiling) step, then the train step, beside eager mode."""
     rows = []
@@ -261,8 +283,8 @@ def main_bench() -> None:
     parser.add_argument(
         "--sections",
         nargs="+",
-        default=["data", "step", "fit", "plain", "overhead", "pictures"],
-        choices=["data", "step", "fit", "plain", "overhead", "pictures"],
+        default=["data", "step", "eval", "fit", "plain", "overhead", "pictures"],
+        choices=["data", "step", "eval", "fit", "plain", "overhead", "pictures"],
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2])
     parser.add_argument("--repeats", type=int, default=2, help="alternating runs of the overhead section")
@@ -274,6 +296,8 @@ def main_bench() -> None:
         rows += bench_data(data_dir)
     if "step" in args.sections:
         rows += bench_step()
+    if "eval" in args.sections:
+        rows += bench_eval()
     if args.compile:
         rows += bench_compile()
     if "fit" in args.sections:
