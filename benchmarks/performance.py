@@ -9,6 +9,7 @@ Figures are this machine's; the table's first line names it.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import subprocess
 import sys
@@ -265,6 +266,76 @@ def bench_overhead(data_dir: Path, epochs: int = 25, repeats: int = 2) -> list[t
              f"{best_l:.1f} s vs {best_p:.1f} s (Lightning {100 * (best_l / best_p - 1):+.1f} %; {runs})")]  # fmt: skip
 
 
+def bench_null_overhead(
+    epochs: int = 25, repeats: int = 3, train: int = 2000, val: int = 1000
+) -> list[tuple[str, str]]:
+    """Lightning's own cost per batch, without the noise of real work: a one-parameter model on the CPU, the
+    batches of the real run (``train`` and ``val`` images, batch 32, the cache's loader), a fused Adam step and
+    the default precision's autocast in both, through ``Trainer.fit`` and through a bare loop. Fastest of
+    ``repeats`` each, alternating."""
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    from catdog_pl.cache import CachedImages, passthrough_collate
+
+    def loaders() -> tuple[DataLoader, DataLoader]:
+        def loader(n: int, shuffle: bool) -> DataLoader:
+            dataset = CachedImages(torch.zeros(n, 1, dtype=torch.uint8), torch.zeros(n))
+            return DataLoader(dataset, batch_size=32, shuffle=shuffle, collate_fn=passthrough_collate)
+
+        return loader(train, True), loader(val, False)
+
+    precision = default_precision("cpu")
+    bf16 = precision == "bf16-mixed"
+
+    class NullModule(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
+            return (self.w * batch[0].float().mean()).sum()
+
+        def validation_step(self, batch: tuple, batch_idx: int) -> None:
+            (self.w * batch[0].float().mean()).sum()
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.Adam(self.parameters(), fused=True)
+
+    def plain() -> None:
+        w = torch.nn.Parameter(torch.zeros(1))
+        optimizer = torch.optim.Adam([w], fused=True)
+        train_loader, val_loader = loaders()
+        for _ in range(epochs):
+            for images, _targets in train_loader:
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    loss = (w * images.float().mean()).sum()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            with torch.inference_mode():
+                for images, _targets in val_loader:
+                    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                        (w * images.float().mean()).sum()
+
+    def lightning() -> None:
+        trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, precision=precision, logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                            num_sanity_val_steps=0)  # fmt: skip
+        trainer.fit(NullModule(), *loaders())
+
+    times: dict[str, list[float]] = {"lightning": [], "plain": []}
+    for _ in range(repeats):
+        for name, run in (("lightning", lightning), ("plain", plain)):
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    best_l, best_p = min(times["lightning"]), min(times["plain"])
+    batches = epochs * (math.ceil(train / 32) + math.ceil(val / 32))
+    name = f"Lightning's own cost: no-op model, {batches:,} batches ({epochs} epochs' worth), fastest of {repeats}"
+    return [(name, f"{1e3 * (best_l - best_p) / batches:.2f} ms a batch ({best_l:.2f} s vs {best_p:.2f} s bare)")]
+
+
 def bench_plain(data_dir: Path) -> list[tuple[str, str]]:
     command = [sys.executable, str(ROOT / "benchmarks" / "plain_pytorch.py"), "--data_dir", str(data_dir)]
     start = time.perf_counter()
@@ -306,6 +377,7 @@ def main_bench() -> None:
         rows += bench_plain(data_dir)
     if "overhead" in args.sections:
         rows += bench_overhead(data_dir, repeats=args.repeats)
+        rows += bench_null_overhead()
     if "pictures" in args.sections:
         rows += bench_pictures(data_dir)
     print(table(rows))
