@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -240,24 +241,36 @@ def bench_pictures(data_dir: Path, epochs: int = 25) -> list[tuple[str, str]]:
              f"({100 * spent[0] / total:.1f} %)")]  # fmt: skip
 
 
-def bench_overhead(data_dir: Path, epochs: int = 25, repeats: int = 2) -> list[tuple[str, str]]:
+def alternate(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
+    """Seconds of each run, ``repeats`` times, in turns whose order flips every time (A B, B A, A B, ...). On the
+    2-core VM the order alone moved Lightning's measured cost by about half of it."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for repeat in range(repeats):
+        for name in list(runs)[:: 1 if repeat % 2 == 0 else -1]:
+            start = time.perf_counter()
+            runs[name]()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def bench_overhead(data_dir: Path, epochs: int = 25, repeats: int = 4) -> list[tuple[str, str]]:
     """The same epochs in this process: Lightning's Trainer (no logger, checkpoints, progress bar or sanity check,
-    as the plain loop has none) and the plain PyTorch loop, set-up and decoding included in both. They alternate
-    ``repeats`` times and the fastest of each counts, since a shared machine's noise only ever adds time."""
+    as the plain loop has none) and the plain PyTorch loop, set-up and decoding included in both. Each runs
+    ``repeats`` times (see :func:`alternate`) and the fastest of each counts, since a shared machine's noise only
+    ever adds time."""
     import lightning as L
     from plain_pytorch import run as plain_run
 
     from catdog_pl.module import CatDogClassifier
 
-    lightning_s, plain_s = [], []
-    for _ in range(repeats):
+    def lightning() -> None:
         L.seed_everything(42, verbose=False)
-        start = time.perf_counter()
         trainer = L.Trainer(max_epochs=epochs, precision=default_precision(), logger=False, enable_checkpointing=False,
                             enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)  # fmt: skip
         trainer.fit(CatDogClassifier(), CatDogDataModule(data_dir=str(data_dir)))
-        lightning_s.append(time.perf_counter() - start)
-        plain_s.append(plain_run(str(data_dir), epochs=epochs)["seconds"])
+
+    times = alternate({"lightning": lightning, "plain": lambda: plain_run(str(data_dir), epochs=epochs)}, repeats)
+    lightning_s, plain_s = times["lightning"], times["plain"]
     best_l, best_p = min(lightning_s), min(plain_s)
     runs = (
         f"runs: Lightning {', '.join(f'{t:.1f}' for t in lightning_s)}; plain {', '.join(f'{t:.1f}' for t in plain_s)}"
@@ -267,12 +280,12 @@ def bench_overhead(data_dir: Path, epochs: int = 25, repeats: int = 2) -> list[t
 
 
 def bench_null_overhead(
-    epochs: int = 25, repeats: int = 3, train: int = 2000, val: int = 1000
+    epochs: int = 25, repeats: int = 4, train: int = 2000, val: int = 1000
 ) -> list[tuple[str, str]]:
     """Lightning's own cost per batch, without the noise of real work: a one-parameter model on the CPU, the
     batches of the real run (``train`` and ``val`` images, batch 32, the cache's loader), a fused Adam step and
     the default precision's autocast in both, through ``Trainer.fit`` and through a bare loop. Fastest of
-    ``repeats`` each, alternating."""
+    ``repeats`` each (see :func:`alternate`)."""
     import lightning as L
     from torch.utils.data import DataLoader
 
@@ -324,12 +337,7 @@ def bench_null_overhead(
                             num_sanity_val_steps=0)  # fmt: skip
         trainer.fit(NullModule(), *loaders())
 
-    times: dict[str, list[float]] = {"lightning": [], "plain": []}
-    for _ in range(repeats):
-        for name, run in (("lightning", lightning), ("plain", plain)):
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
+    times = alternate({"lightning": lightning, "plain": plain}, repeats)
     best_l, best_p = min(times["lightning"]), min(times["plain"])
     batches = epochs * (math.ceil(train / 32) + math.ceil(val / 32))
     name = f"Lightning's own cost: no-op model, {batches:,} batches ({epochs} epochs' worth), fastest of {repeats}"
@@ -358,7 +366,7 @@ def main_bench() -> None:
         choices=["data", "step", "eval", "fit", "plain", "overhead", "pictures"],
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2])
-    parser.add_argument("--repeats", type=int, default=2, help="alternating runs of the overhead section")
+    parser.add_argument("--repeats", type=int, default=4, help="runs of each loop in the overhead section")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (~30 s of compiling)")
     args = parser.parse_args()
     data_dir = args.data_dir.resolve()
