@@ -86,7 +86,6 @@ def read_p_dog(path: Path) -> dict[str, float]:
 
 
 def test_gpu_fit_never_waits_per_step_and_its_checkpoint_predicts_alike_on_cpu(tiny_data, tmp_path):
-    watch = SyncWatch()
     cli = main(["fit", "--config", str(CONFIG), "--data.data_dir", str(tiny_data), "--trainer.max_epochs", "3",
                 "--data.batch_size", "8", "--trainer.accelerator", "gpu", "--trainer.devices", "1",
                 "--trainer.enable_progress_bar", "false", "--trainer.callbacks+=tests.test_gpu.SyncWatch"])  # fmt: skip
