@@ -1,9 +1,12 @@
-"""Where the time goes, in one table: data pipeline, train step, the full `fit` of configs/cnn.yaml, plain PyTorch.
+"""Where the time goes, in one table: data pipeline, train and inference steps, the full `fit` of configs/cnn.yaml,
+plain PyTorch, and what Lightning adds.
 
-    python benchmarks/performance.py                      # everything, 3 seeds of the full fit (~5 min on 2 cores)
+    python benchmarks/performance.py                      # everything: 3 seeds of the full fit, 4 runs of each loop
+                                                          # in the overhead section (~10 min on 2 cores)
     python benchmarks/performance.py --sections data step # the quick parts only
 
-Figures are this machine's; the table's first line names it.
+Figures are this machine's; the table's first line names it. With a CUDA GPU, the data, step and eval sections
+time the GPU, where `fit` trains.
 """
 
 from __future__ import annotations
