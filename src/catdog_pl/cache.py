@@ -67,6 +67,14 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def host_to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small host tensor on ``device`` without making the host wait: a pageable host-to-GPU copy waits for the
+    GPU to finish its queue, a copy from pinned memory does not. On the CPU, ``tensor`` itself."""
+    if device.type == "cuda":
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
+
+
 class CachedImages(Dataset):
     """Images decoded once, held as one uint8 tensor, served a whole batch per index lookup.
 
@@ -85,11 +93,7 @@ class CachedImages(Dataset):
         return self.images[index], self.targets[index]
 
     def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        index = torch.as_tensor(indices)
-        if self.images.is_cuda:
-            # A pageable host-to-device copy waits for the GPU to finish its queue; from pinned memory it does not,
-            # so the next batch is fetched while the GPU still runs this one.
-            index = index.pin_memory().to(self.images.device, non_blocking=True)
+        index = host_to_device(torch.as_tensor(indices), self.images.device)  # the next batch, while the GPU runs
         return self.images[index], self.targets[index]
 
     def to(self, device: torch.device) -> CachedImages:

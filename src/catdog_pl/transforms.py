@@ -32,6 +32,8 @@ import math
 import torch
 from torchvision.transforms import v2
 
+from catdog_pl.cache import host_to_device
+
 #: Keras's ``zoom_range`` and ``shear_range`` of the original.
 DEFAULT_ZOOM = 0.2
 DEFAULT_SHEAR = 0.2
@@ -156,9 +158,7 @@ class BatchTrainAugment(torch.nn.Module):
         batch, _, side, _ = images.shape
         # The parameters are drawn and composed on the CPU even for a GPU batch: two dozen ops on a few numbers
         # cost less there than as many GPU kernel launches. Only the (B, 2, 3) maps travel, without a wait.
-        theta = self.theta(self.sample(batch, side), side)
-        theta = theta.pin_memory() if images.is_cuda else theta
-        theta = theta.to(images.device, non_blocking=True)
+        theta = host_to_device(self.theta(self.sample(batch, side), side), images.device)
         grid = torch.nn.functional.affine_grid(
             theta, [batch, 3, self.image_size, self.image_size], align_corners=False
         )  # (B, 64, 64, 2)
