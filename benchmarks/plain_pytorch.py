@@ -14,12 +14,11 @@ import argparse
 import time
 
 import torch
-from torchmetrics import MetricCollection
-from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score
 
 from catdog_pl.cli import bf16_is_fast
 from catdog_pl.data import CatDogDataModule
 from catdog_pl.model import SeedCNN
+from catdog_pl.module import stage_metrics
 
 
 def run(data_dir: str, epochs: int = 25, seed: int = 42, bf16: bool | None = None) -> dict[str, float]:
@@ -34,21 +33,12 @@ def run(data_dir: str, epochs: int = 25, seed: int = 42, bf16: bool | None = Non
     net = SeedCNN().to(device, memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7, fused=True)
     loss_fn = torch.nn.BCEWithLogitsLoss(reduction="none")
-    metrics = {
-        stage: MetricCollection(
-            {
-                "acc": BinaryAccuracy(validate_args=False),
-                "auroc": BinaryAUROC(validate_args=False),
-                "f1": BinaryF1Score(validate_args=False),
-            }
-        ).to(device)
-        for stage in ("train", "val")
-    }
+    metrics = {stage: stage_metrics(stage).to(device) for stage in ("train", "val")}  # the module's own
 
     def epoch_metrics(stage: str, outputs: list) -> dict[str, float]:
         losses, probs, targets = (torch.cat(parts) for parts in zip(*outputs, strict=True))
         metrics[stage].update(probs, targets)
-        values = {"loss": losses.mean().item(), **{k: v.item() for k, v in metrics[stage].compute().items()}}
+        values = {f"{stage}/loss": losses.mean().item(), **{k: v.item() for k, v in metrics[stage].compute().items()}}
         metrics[stage].reset()
         return values
 
@@ -74,7 +64,7 @@ def run(data_dir: str, epochs: int = 25, seed: int = 42, bf16: bool | None = Non
                     logits = net(images.contiguous(memory_format=torch.channels_last)).float()
                 outputs.append((loss_fn(logits, targets.float()), torch.sigmoid(logits), targets))
         val = epoch_metrics("val", outputs)
-    return {"seconds": time.perf_counter() - start, "train_loss": train["loss"], "val_acc": val["acc"]}
+    return {"seconds": time.perf_counter() - start, "train_loss": train["train/loss"], "val_acc": val["val/acc"]}
 
 
 def main() -> None:
