@@ -87,7 +87,7 @@ class CatDogDataModule(LightningDataModule):
         full_scan: when streaming, decode every file at setup instead of checking headers only.
         max_bad_fraction: the share of unreadable files in a split above which setup fails.
         predict_path: what ``predict`` labels: an image file, a folder (searched recursively) or a glob.
-        predict_batch_size: images per batch in ``predict`` (inference only, so larger batches run faster).
+        predict_batch_size: images per batch in ``predict`` (results do not depend on it, only speed).
         max_image_pixels: larger images are refused unread (decompression-bomb guard; PIL's limit by default).
     """
 
