@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED_DATA, machine, table  # noqa: E402
 
 from catdog_pl.cache import decode_all  # noqa: E402
-from catdog_pl.cli import default_precision, main  # noqa: E402
+from catdog_pl.cli import bf16_is_fast, default_precision, main  # noqa: E402
 from catdog_pl.data import CatDogDataModule  # noqa: E402
 from catdog_pl.model import SeedCNN  # noqa: E402
 
@@ -134,7 +134,7 @@ def bench_eval(batch_sizes: tuple[int, ...] = (32, 64, 256), images: int = 1024)
     torch.manual_seed(0)
     net = SeedCNN().to(DEVICE, memory_format=torch.channels_last).eval()
     data = torch.rand(images, 3, 64, 64, device=DEVICE).contiguous(memory_format=torch.channels_last)
-    bf16 = default_precision() == "bf16-mixed"
+    bf16 = bf16_is_fast()
     rates = []
     with torch.inference_mode(), torch.autocast(DEVICE.type, dtype=torch.bfloat16, enabled=bf16):
         for batch_size in batch_sizes:
@@ -155,7 +155,7 @@ def bench_compile(batch_size: int = 32) -> list[tuple[str, str]]:
     """Whether torch.compile pays off: its first (compiling) step, then the train step, beside eager mode."""
     rows = []
     images = torch.rand(batch_size, 3, 64, 64).contiguous(memory_format=torch.channels_last)
-    bf16 = default_precision() == "bf16-mixed"
+    bf16 = bf16_is_fast()
     for name in ("eager", "torch.compile"):
         torch.manual_seed(0)
         net = SeedCNN().to(memory_format=torch.channels_last)
