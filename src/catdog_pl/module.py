@@ -59,6 +59,16 @@ class CatDogClassifier(LightningModule):
         self._outputs: dict[str, list[tuple[torch.Tensor, ...]]] = {"train": [], "val": [], "test": []}
         self.example_input_array = torch.zeros(2, 3, image_size, image_size)
 
+    def __setattr__(self, name: str, value: object) -> None:
+        # The Trainer sets ``_current_fx_name`` (a hook's name, or None) twice around every hook it calls, ~35
+        # times a batch; ``nn.Module.__setattr__``'s checks for parameters, modules and buffers made that ~1 % of
+        # a CPU run. A string is none of those, so storing it directly is the same (Lightning's own
+        # ``_ResultMetric`` skips the checks the same way).
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of class 1 ("dogs"), shape ``(B,)``."""
         return self.net(x.contiguous(memory_format=torch.channels_last))
