@@ -1,0 +1,41 @@
+"""Fixed glibc malloc thresholds for the command line's process.
+
+A CPU train step allocates and frees the same few large activations (the first convolution's output is 7.9 MB
+in bf16 at batch 32) every batch. glibc serves blocks above its ``mmap`` threshold with fresh ``mmap`` pages and
+moves that threshold as the program runs, and trims the top of its heap back to the system; depending on where
+a process's heap happened to start, every step can map, fault in (zero) and unmap megabytes. On the 2-core VM of
+the README this cost ~80,000 page faults an epoch and ~13 % of the training time of a fresh process. Fixing both
+thresholds keeps these blocks in the heap: the faults drop to ~100 an epoch and the peak memory does not change.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+MMAP_THRESHOLD = 32 * 2**20  # glibc's own ceiling for its moving threshold on 64-bit systems
+TRIM_THRESHOLD = 128 * 2**20  # free memory kept at the heap's top before it is returned to the system
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # <malloc.h>
+_USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
+
+
+def is_glibc() -> bool:
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")
+    except (ValueError, OSError, AttributeError):  # not a GNU C library (macOS, Windows, musl)
+        return False
+
+
+def pin_malloc_thresholds() -> bool:
+    """Fix glibc's ``mmap`` and trim thresholds for this process; whether they were set.
+
+    Nothing is changed where the C library is not glibc, or where the user tuned glibc's malloc already
+    (``MALLOC_*_`` variables or ``glibc.malloc`` in ``GLIBC_TUNABLES``): their settings win. Called by the
+    command line's ``main``, never on import, so a program that imports catdog_pl keeps its own allocator.
+    """
+    if not is_glibc():
+        return False
+    if any(name in os.environ for name in _USER_SETTINGS) or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""):
+        return False
+    mallopt = ctypes.CDLL(None).mallopt
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
