@@ -79,3 +79,19 @@ def test_other_c_libraries_are_left_alone(monkeypatch):
     monkeypatch.setattr(allocator.os, "confstr", no_glibc)
     assert allocator.is_glibc() is False
     assert allocator.pin_malloc_thresholds() is False
+
+
+def test_falls_back_to_32_mb_where_glibc_caps_the_mmap_threshold(monkeypatch):
+    calls = []
+
+    class OldGlibc:  # refuses an mmap threshold above 32 MB, as glibc's HEAP_MAX_SIZE / 2 check does
+        def mallopt(self, option, value):
+            calls.append((option, value))
+            return int(option != -3 or value <= 32 * 2**20)
+
+    for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    monkeypatch.setattr(allocator.ctypes, "CDLL", lambda name: OldGlibc())
+    assert allocator.pin_malloc_thresholds() is True
+    assert calls == [(-3, 256 * 2**20), (-3, 32 * 2**20), (-1, 256 * 2**20)]
