@@ -268,7 +268,7 @@ def timed(function: Callable[[], object]) -> Callable[[], float]:
 
 
 def time_loop(loop: str, data_dir: Path, epochs: int = 25) -> float:
-    """Seconds of one 25-epoch loop in this process, set-up and decoding included: Lightning's Trainer (no logger,
+    """Seconds of ``epochs`` epochs in this process, set-up and decoding included: Lightning's Trainer (no logger,
     checkpoints, progress bar or sanity check, as the plain loop has none) or the plain PyTorch loop."""
     import lightning as L
     from plain_pytorch import run as plain_run

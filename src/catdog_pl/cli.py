@@ -101,7 +101,7 @@ def default_precision(accelerator: str | object = "auto") -> str:
 def main(args: ArgsType = None) -> CatDogCLI | None:
     """Run the CLI on ``args`` (``sys.argv[1:]`` when ``None``); problems with the user's files exit with one line."""
     argv = sys.argv[1:] if args is None else list(args)
-    pin_malloc_thresholds()  # ~13 % of a CPU fit went to page faults without it (see catdog_pl.allocator)
+    pin_malloc_thresholds()  # else a CPU fit's steps may fault in their activations anew (catdog_pl.allocator)
     try:
         if argv[:1] == ["prepare"]:
             from catdog_pl.prepare import main as prepare_main
