@@ -89,7 +89,7 @@ def test_falls_back_to_32_mb_where_glibc_caps_the_mmap_threshold(monkeypatch):
             calls.append((option, value))
             return int(option != -3 or value <= 32 * 2**20)
 
-    for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_"):
+    for name in allocator._USER_SETTINGS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
     monkeypatch.setattr(allocator.ctypes, "CDLL", lambda name: OldGlibc())
