@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED_DATA, machine, table  # noqa: E402
 
 from catdog_pl.allocator import pin_malloc_thresholds  # noqa: E402
+from catdog_pl.denormals import flush_denormals  # noqa: E402
 from catdog_pl.cache import decode_all  # noqa: E402
 from catdog_pl.cli import bf16_is_fast, default_precision, main  # noqa: E402
 from catdog_pl.data import CatDogDataModule  # noqa: E402
@@ -405,6 +406,7 @@ def main_bench() -> None:
     parser.add_argument("--time_loop", choices=["lightning", "plain"], help=argparse.SUPPRESS)  # one overhead run
     args = parser.parse_args()
     pin_malloc_thresholds()  # as the command line does: the step figures are those of a `fit` process
+    flush_denormals()
     if args.time_loop:
         print(time_loop(args.time_loop, args.data_dir.resolve()))
         return

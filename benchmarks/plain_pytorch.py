@@ -16,6 +16,7 @@ import time
 import torch
 
 from catdog_pl.allocator import pin_malloc_thresholds
+from catdog_pl.denormals import flush_denormals
 from catdog_pl.cli import bf16_is_fast
 from catdog_pl.data import CatDogDataModule
 from catdog_pl.model import SeedCNN
@@ -75,6 +76,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
     pin_malloc_thresholds()  # as the command line's main does
+    flush_denormals()
     result = run(args.data_dir, args.epochs, args.seed)
     print(f"plain PyTorch: {args.epochs} epochs in {result['seconds']:.1f} s, last val/acc {result['val_acc']:.3f}")
 
