@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED_DATA, machine, table  # noqa: E402
 
 from catdog_pl.allocator import pin_malloc_thresholds  # noqa: E402
-from catdog_pl.denormals import flush_denormals  # noqa: E402
 from catdog_pl.cache import decode_all  # noqa: E402
 from catdog_pl.cli import bf16_is_fast, default_precision, main  # noqa: E402
 from catdog_pl.data import CatDogDataModule  # noqa: E402
+from catdog_pl.denormals import flush_denormals  # noqa: E402
 from catdog_pl.model import SeedCNN  # noqa: E402
 
 CONFIG = ROOT / "configs" / "cnn.yaml"

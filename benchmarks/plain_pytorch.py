@@ -16,9 +16,9 @@ import time
 import torch
 
 from catdog_pl.allocator import pin_malloc_thresholds
-from catdog_pl.denormals import flush_denormals
 from catdog_pl.cli import bf16_is_fast
 from catdog_pl.data import CatDogDataModule
+from catdog_pl.denormals import flush_denormals
 from catdog_pl.model import SeedCNN
 from catdog_pl.module import stage_metrics
 
