@@ -132,6 +132,39 @@ def bench_step(batch_size: int = 32) -> list[tuple[str, str]]:
     return rows
 
 
+# A fused Adam step over SeedCNN's parameters whose second-moment estimates are denormal (gradients of 1e-21 square
+# to 1e-42), in a fresh process that flushes denormals as the command line does, or not: the threads take the mode
+# when they start, so one process cannot time both.
+ADAM_PROBE = """
+import sys, time, torch
+from catdog_pl.denormals import flush_denormals
+from catdog_pl.model import SeedCNN
+if sys.argv[1] == "flush":
+    flush_denormals()
+params = list(SeedCNN().parameters())
+optimizer = torch.optim.Adam(params, eps=1e-7, fused=True)
+for p in params:
+    p.grad = torch.full_like(p, 1e-21)
+for _ in range(20):
+    optimizer.step()
+start = time.perf_counter()
+for _ in range(100):
+    optimizer.step()
+print((time.perf_counter() - start) / 100)
+"""
+
+
+def bench_denormals() -> list[tuple[str, str]]:
+    if DEVICE.type != "cpu":
+        return []
+    ms = {}
+    for mode in ("flush", "keep"):
+        out = subprocess.run([sys.executable, "-c", ADAM_PROBE, mode], capture_output=True, text=True, check=True)
+        ms[mode] = 1e3 * float(out.stdout.strip().splitlines()[-1])
+    return [("fused Adam step, denormal moment estimates: denormals flushed (as fit does) / kept",
+             f"{ms['flush']:.2f} ms / {ms['keep']:.2f} ms")]  # fmt: skip
+
+
 def bench_eval(batch_sizes: tuple[int, ...] = (32, 64, 256), images: int = 1024) -> list[tuple[str, str]]:
     """Inference images/s by batch size (validation, test and predict batches), NHWC, in the default precision."""
     torch.manual_seed(0)
@@ -416,6 +449,7 @@ def main_bench() -> None:
         rows += bench_data(data_dir)
     if "step" in args.sections:
         rows += bench_step()
+        rows += bench_denormals()
     if "eval" in args.sections:
         rows += bench_eval()
     if args.compile:

@@ -6,6 +6,7 @@ metrics as CatDogClassifier computes (loss, accuracy, AUROC and F1 of the traini
 from each step's per-image losses and probabilities); no checkpoints, logs or pictures.
 
     python benchmarks/plain_pytorch.py --data_dir ../shared/data/cats_vs_dogs
+    python benchmarks/plain_pytorch.py --keep_denormals  # Adam's steps slow down as its moments turn denormal
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ def run(data_dir: str, epochs: int = 25, seed: int = 42, bf16: bool | None = Non
         metrics[stage].reset()
         return values
 
+    epoch_seconds = []
     for _ in range(epochs):
+        epoch_start = time.perf_counter()
         net.train()
         outputs = []
         for batch in dm.train_dataloader():
@@ -66,7 +69,13 @@ def run(data_dir: str, epochs: int = 25, seed: int = 42, bf16: bool | None = Non
                     logits = net(images.contiguous(memory_format=torch.channels_last)).float()
                 outputs.append((loss_fn(logits, targets.float()), torch.sigmoid(logits), targets))
         val = epoch_metrics("val", outputs)
-    return {"seconds": time.perf_counter() - start, "train_loss": train["train/loss"], "val_acc": val["val/acc"]}
+        epoch_seconds.append(time.perf_counter() - epoch_start)
+    return {
+        "seconds": time.perf_counter() - start,
+        "train_loss": train["train/loss"],
+        "val_acc": val["val/acc"],
+        "epoch_seconds": epoch_seconds,
+    }
 
 
 def main() -> None:
@@ -74,11 +83,17 @@ def main() -> None:
     parser.add_argument("--data_dir", default="../shared/data/cats_vs_dogs")
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--keep_denormals", action="store_true", help="do not flush them, unlike the command line")
     args = parser.parse_args()
     pin_malloc_thresholds()  # as the command line's main does
-    flush_denormals()
+    if not args.keep_denormals:
+        flush_denormals()
     result = run(args.data_dir, args.epochs, args.seed)
-    print(f"plain PyTorch: {args.epochs} epochs in {result['seconds']:.1f} s, last val/acc {result['val_acc']:.3f}")
+    epochs, k = result["epoch_seconds"], min(5, len(result["epoch_seconds"]))
+    print(
+        f"plain PyTorch: {args.epochs} epochs in {result['seconds']:.1f} s, last val/acc {result['val_acc']:.3f}; "
+        f"an epoch: {sum(epochs[:k]) / k:.2f} s over the first {k}, {sum(epochs[-k:]) / k:.2f} s over the last {k}"
+    )
 
 
 if __name__ == "__main__":
