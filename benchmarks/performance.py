@@ -27,12 +27,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED_DATA, machine, table  # noqa: E402
 
-from catdog_pl.allocator import pin_malloc_thresholds  # noqa: E402
 from catdog_pl.cache import decode_all  # noqa: E402
 from catdog_pl.cli import bf16_is_fast, default_precision, main  # noqa: E402
 from catdog_pl.data import CatDogDataModule  # noqa: E402
-from catdog_pl.denormals import flush_denormals  # noqa: E402
 from catdog_pl.model import SeedCNN  # noqa: E402
+from catdog_pl.process import prepare_process  # noqa: E402
 
 CONFIG = ROOT / "configs" / "cnn.yaml"
 # Where `fit` would train: the data and step sections time the work there (augmentation and steps on the GPU).
@@ -137,8 +136,8 @@ def bench_step(batch_size: int = 32) -> list[tuple[str, str]]:
 # when they start, so one process cannot time both.
 ADAM_PROBE = """
 import sys, time, torch
-from catdog_pl.denormals import flush_denormals
 from catdog_pl.model import SeedCNN
+from catdog_pl.process import flush_denormals
 if sys.argv[1] == "flush":
     flush_denormals()
 params = list(SeedCNN().parameters())
@@ -438,8 +437,7 @@ def main_bench() -> None:
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (~30 s of compiling)")
     parser.add_argument("--time_loop", choices=["lightning", "plain"], help=argparse.SUPPRESS)  # one overhead run
     args = parser.parse_args()
-    pin_malloc_thresholds()  # as the command line does: the step figures are those of a `fit` process
-    flush_denormals()
+    prepare_process()  # as the command line does: the step figures are those of a `fit` process
     if args.time_loop:
         print(time_loop(args.time_loop, args.data_dir.resolve()))
         return

@@ -16,12 +16,11 @@ import time
 
 import torch
 
-from catdog_pl.allocator import pin_malloc_thresholds
 from catdog_pl.cli import bf16_is_fast
 from catdog_pl.data import CatDogDataModule
-from catdog_pl.denormals import flush_denormals
 from catdog_pl.model import SeedCNN
 from catdog_pl.module import stage_metrics
+from catdog_pl.process import prepare_process
 
 
 def run(data_dir: str, epochs: int = 25, seed: int = 42, bf16: bool | None = None) -> dict[str, float]:
@@ -85,9 +84,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--keep_denormals", action="store_true", help="do not flush them, unlike the command line")
     args = parser.parse_args()
-    pin_malloc_thresholds()  # as the command line's main does
-    if not args.keep_denormals:
-        flush_denormals()
+    prepare_process()  # as the command line's main does
+    if args.keep_denormals:
+        torch.set_flush_denormal(False)  # before any parallel work: every thread keeps them
     result = run(args.data_dir, args.epochs, args.seed)
     epochs, k = result["epoch_seconds"], min(5, len(result["epoch_seconds"]))
     print(

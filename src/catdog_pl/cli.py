@@ -10,12 +10,11 @@ import torch
 from jsonargparse import Namespace
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
-from catdog_pl.allocator import pin_malloc_thresholds
 from catdog_pl.data import CatDogDataModule
-from catdog_pl.denormals import flush_denormals
 from catdog_pl.errors import CatDogError
 from catdog_pl.module import CatDogClassifier
 from catdog_pl.prediction import PredictionWriter, check_checkpoint
+from catdog_pl.process import prepare_process
 
 SEED = 42
 DESCRIPTION = (
@@ -102,8 +101,7 @@ def default_precision(accelerator: str | object = "auto") -> str:
 def main(args: ArgsType = None) -> CatDogCLI | None:
     """Run the CLI on ``args`` (``sys.argv[1:]`` when ``None``); problems with the user's files exit with one line."""
     argv = sys.argv[1:] if args is None else list(args)
-    pin_malloc_thresholds()  # else a CPU fit's steps may fault in their activations anew (catdog_pl.allocator)
-    flush_denormals()  # else Adam's CPU steps slow down as its moment estimates turn denormal (catdog_pl.denormals)
+    prepare_process()  # malloc thresholds, denormals, NVML probe: before any work (catdog_pl.process)
     try:
         if argv[:1] == ["prepare"]:
             from catdog_pl.prepare import main as prepare_main
