@@ -91,7 +91,8 @@ def test_optimizer_steps_stop_probing_a_missing_nvml(count_library_loads):
     if nvml_loads():
         pytest.skip("NVML loads here: Lightning's setting stays")
     adam_step()
-    assert process.NVML_LIBRARY in count_library_loads  # torch's check, as Lightning leaves it: a load a step
+    if process.NVML_LIBRARY not in count_library_loads:  # torch's check, as Lightning leaves it: a load a step
+        pytest.skip("this torch no longer loads NVML on every step: skip_missing_nvml_probe has nothing to stop")
     assert process.skip_missing_nvml_probe() is True
     count_library_loads.clear()
     for _ in range(3):

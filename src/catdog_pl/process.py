@@ -50,10 +50,10 @@ def skip_missing_nvml_probe() -> bool:
     Lightning sets ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` when imported, so that torch answers "is there a GPU?" from
     NVML without initialising CUDA. torch does not keep that answer until CUDA is initialised, which a CPU run never
     does, and every ``Optimizer.step`` asks. On a machine without an NVIDIA driver, each step therefore tried to load
-    NVML, failed, and fell back to the CUDA runtime's own device count: the failed load cost 30-200 us a step on the
-    README's VM and evicted the batch from the cache between its augmentation and the forward pass. With the variable
-    at 0, torch goes to that same fallback at once (0.4 us, its answer cached): nothing else changes. Where NVML
-    loads (a machine with an NVIDIA driver), Lightning's setting stays.
+    NVML, failed, and fell back to the CUDA runtime's own device count: ~35 us a call in a loop on the README's VM,
+    and under Lightning, which calls ``training_step`` from inside ``optimizer.step``, between a batch's augmentation
+    and its forward pass. With the variable at 0, torch goes to that same fallback at once (~0.5 us, its answer
+    cached): nothing else changes. Where NVML loads (a machine with an NVIDIA driver), Lightning's setting stays.
     """
     if os.environ.get(NVML_CHECK) != "1" or torch.version.cuda is None or torch.version.hip is not None:
         return False
