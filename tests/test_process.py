@@ -40,21 +40,13 @@ def probe(mode: str, data_dir: str = "") -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def nvml_loads() -> bool:
-    try:
-        ctypes.CDLL(process.NVML_LIBRARY)
-    except OSError:
-        return False
-    return True
-
-
 def test_cli_prepares_its_process(tiny_data):
     found = probe("cli", str(tiny_data))
     if found["supported"]:  # denormals flushed in every intra-op thread, not only the main one
         assert probe("none")["denormal"] == 1 << 20  # the probe makes denormals where nothing flushes them
         assert found["denormal"] == 0, f"{found['denormal']} of {found['of']} results stayed denormal after main"
     if torch.version.cuda and not torch.version.hip:
-        assert found["nvml_check"] == ("1" if nvml_loads() else "0")
+        assert found["nvml_check"] == ("1" if process.nvml_loads() else "0")
 
 
 def test_a_flush_after_the_threads_started_misses_them():
@@ -88,7 +80,7 @@ def adam_step() -> None:
 
 @pytest.mark.skipif(torch.version.cuda is None or torch.cuda.is_initialized(), reason="needs a CUDA build, no GPU")
 def test_optimizer_steps_stop_probing_a_missing_nvml(count_library_loads):
-    if nvml_loads():
+    if process.nvml_loads():
         pytest.skip("NVML loads here: Lightning's setting stays")
     adam_step()
     if process.NVML_LIBRARY not in count_library_loads:  # torch's check, as Lightning leaves it: a load a step
@@ -102,7 +94,8 @@ def test_optimizer_steps_stop_probing_a_missing_nvml(count_library_loads):
     assert torch.cuda.is_available() is False  # the same answer, from the fallback torch took anyway
 
 
-def test_nvml_probe_stays_where_nvml_loads(count_library_loads, monkeypatch):
+def test_nvml_probe_stays_where_nvml_loads(monkeypatch):
+    monkeypatch.setenv(process.NVML_CHECK, "1")  # Lightning's setting
     monkeypatch.setattr(ctypes, "CDLL", lambda name: object())  # a machine with an NVIDIA driver
     assert process.skip_missing_nvml_probe() is False
     assert os.environ[process.NVML_CHECK] == "1"

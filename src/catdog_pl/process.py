@@ -57,9 +57,16 @@ def skip_missing_nvml_probe() -> bool:
     """
     if os.environ.get(NVML_CHECK) != "1" or torch.version.cuda is None or torch.version.hip is not None:
         return False
+    if nvml_loads():
+        return False
+    os.environ[NVML_CHECK] = "0"
+    return True
+
+
+def nvml_loads() -> bool:
+    """Whether NVML loads here, by the name torch.cuda loads it by."""
     try:
         ctypes.CDLL(NVML_LIBRARY)
     except OSError:
-        os.environ[NVML_CHECK] = "0"
-        return True
-    return False
+        return False
+    return True
