@@ -23,7 +23,7 @@ from catdog_pl.module import stage_metrics
 from catdog_pl.process import prepare_process
 
 
-def run(data_dir: str, epochs: int = 25, seed: int = 42, bf16: bool | None = None) -> dict[str, float]:
+def run(data_dir: str, epochs: int = 25, seed: int = 42, bf16: bool | None = None) -> dict[str, float | list[float]]:
     start = time.perf_counter()
     torch.manual_seed(seed)
     bf16 = bf16_is_fast() if bf16 is None else bf16
