@@ -2,8 +2,9 @@
 plain PyTorch, and what Lightning adds.
 
     python benchmarks/performance.py                      # everything: 3 seeds of the full fit, 4 runs of each loop
-                                                          # in the overhead section (~10 min on 2 cores)
+                                                          # in the overhead section (~12 min on 2 cores)
     python benchmarks/performance.py --sections data step # the quick parts only
+    python benchmarks/performance.py --sections overhead  # Lightning against the plain loop, three ways (~5 min)
 
 Figures are this machine's; the table's first line names it. With a CUDA GPU, the data, step and eval sections
 time the GPU, where `fit` trains.
@@ -22,6 +23,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import lightning as L
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -32,6 +34,7 @@ from catdog_pl.cli import bf16_is_fast, default_precision, main  # noqa: E402
 from catdog_pl.data import CatDogDataModule  # noqa: E402
 from catdog_pl.folders import TEST_DIR, TRAIN_DIR, SafeImageFolder  # noqa: E402
 from catdog_pl.model import SeedCNN  # noqa: E402
+from catdog_pl.module import CatDogClassifier  # noqa: E402
 from catdog_pl.process import prepare_process  # noqa: E402
 
 CONFIG = ROOT / "configs" / "cnn.yaml"
@@ -301,23 +304,74 @@ def timed(function: Callable[[], object]) -> Callable[[], float]:
     return run
 
 
-def time_loop(loop: str, data_dir: Path, epochs: int = 25) -> float:
-    """Seconds of ``epochs`` epochs in this process, set-up and decoding included: Lightning's Trainer (no logger,
-    checkpoints, progress bar or sanity check, as the plain loop has none) or the plain PyTorch loop."""
-    import lightning as L
-    from plain_pytorch import run as plain_run
+def bare_trainer(epochs: int, callbacks: list[L.Callback] | None = None) -> L.Trainer:
+    """Lightning's Trainer as the overhead rows time it: no logger, checkpoints, progress bar or sanity check, as
+    the plain loop has none."""
+    return L.Trainer(max_epochs=epochs, precision=default_precision(), logger=False, enable_checkpointing=False,
+                     enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                     callbacks=callbacks)  # fmt: skip
 
-    from catdog_pl.module import CatDogClassifier
+
+def time_loop(loop: str, data_dir: Path, epochs: int = 25) -> float:
+    """Seconds of ``epochs`` epochs in this process, set-up and decoding included: Lightning's Trainer or the plain
+    PyTorch loop."""
+    from plain_pytorch import run as plain_run
 
     start = time.perf_counter()
     if loop == "plain":
         plain_run(str(data_dir), epochs=epochs)
     else:
         L.seed_everything(42, verbose=False)
-        trainer = L.Trainer(max_epochs=epochs, precision=default_precision(), logger=False, enable_checkpointing=False,
-                            enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)  # fmt: skip
-        trainer.fit(CatDogClassifier(), CatDogDataModule(data_dir=str(data_dir)))
+        bare_trainer(epochs).fit(CatDogClassifier(), CatDogDataModule(data_dir=str(data_dir)))
     return time.perf_counter() - start
+
+
+def bench_interleaved(data_dir: Path, epochs: int = 25) -> list[tuple[str, str]]:
+    """Lightning's epochs and the plain loop's in turn, in one process: at the start of each Trainer epoch a
+    callback runs one epoch of the plain loop (its own network and optimizer, the same data module's cached
+    batches and augmentation). Each Trainer epoch is timed from the end of that plain epoch to the start of the next
+    one, hooks, validation and epoch-end work included. Paired a second apart, the two loops see the same machine:
+    a whole run's time drifts with a shared machine's load, an epoch's ratio far less than the ratio of two runs
+    made minutes apart. The first epoch of each (warm-up) is left out."""
+    from plain_pytorch import PlainLoop
+
+    class PlainEpochs(L.Callback):
+        def __init__(self) -> None:
+            self.plain: list[float] = []
+            self.lightning: list[float] = []
+            self.mark: float | None = None
+            self.loop: PlainLoop | None = None
+
+        def lap(self) -> None:
+            if self.mark is not None:
+                self.lightning.append(time.perf_counter() - self.mark)
+
+        def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+            self.lap()
+            if self.loop is None:
+                self.loop = PlainLoop(trainer.strategy.root_device, trainer.precision == "bf16-mixed")
+            start = time.perf_counter()
+            with torch.enable_grad():
+                self.loop.epoch(trainer.datamodule)
+            synchronize()
+            self.plain.append(time.perf_counter() - start)
+            self.mark = time.perf_counter()
+
+        def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+            synchronize()
+            self.lap()
+
+    L.seed_everything(42, verbose=False)
+    timer = PlainEpochs()
+    bare_trainer(epochs, [timer]).fit(CatDogClassifier(), CatDogDataModule(data_dir=str(data_dir)))
+    lightning_s, plain_s = timer.lightning[1:], timer.plain[1:]
+    ratios = sorted(a / b for a, b in zip(lightning_s, plain_s, strict=True))
+    quartiles = statistics.quantiles(ratios, n=4)
+    return [(f"epochs 2-{epochs} in turn in one process, a plain epoch before each Trainer epoch",
+             f"Lightning {sum(lightning_s):.1f} s vs plain {sum(plain_s):.1f} s (Lightning "
+             f"{100 * (sum(lightning_s) / sum(plain_s) - 1):+.1f} %; the epochs' ratios: median "
+             f"{100 * (statistics.median(ratios) - 1):+.1f} %, quartiles {100 * (quartiles[0] - 1):+.1f} % and "
+             f"{100 * (quartiles[2] - 1):+.1f} %)")]  # fmt: skip
 
 
 def bench_overhead(data_dir: Path, epochs: int = 25, repeats: int = 4) -> list[tuple[str, str]]:
@@ -363,7 +417,6 @@ def null_overhead(epochs: int = 25, repeats: int = 4, train: int = 2000, val: in
     the default precision's autocast in both, through ``Trainer.fit`` and through a bare loop. Fastest of
     ``repeats`` each (see :func:`alternate`), for the training batches alone and for the whole epochs; the
     validation batches' cost is the difference. Returns milliseconds a training and a validation batch."""
-    import lightning as L
     from torch.utils.data import DataLoader
 
     from catdog_pl.cache import CachedImages, passthrough_collate
@@ -467,6 +520,7 @@ def main_bench() -> None:
     if "plain" in args.sections:
         rows += bench_plain(data_dir)
     if "overhead" in args.sections:
+        rows += bench_interleaved(data_dir)
         rows += bench_overhead(data_dir, repeats=args.repeats)
     if "pictures" in args.sections:
         rows += bench_pictures(data_dir)

@@ -23,6 +23,52 @@ from catdog_pl.module import stage_metrics
 from catdog_pl.process import prepare_process
 
 
+class PlainLoop:
+    """The plain loop's network, fused Adam and epoch metrics on ``device``, and one epoch of it (training, then
+    validation) over a set-up CatDogDataModule's loaders."""
+
+    def __init__(self, device: torch.device, bf16: bool) -> None:
+        self.device, self.bf16 = device, bf16
+        self.net = SeedCNN().to(device, memory_format=torch.channels_last)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7, fused=True)
+        self.loss_fn = torch.nn.BCEWithLogitsLoss(reduction="none")
+        self.metrics = {stage: stage_metrics(stage).to(device) for stage in ("train", "val")}  # the module's own
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            return self.net(images.contiguous(memory_format=torch.channels_last)).float()
+
+    def epoch_metrics(self, stage: str, outputs: list) -> dict[str, float]:
+        losses, probs, targets = (torch.cat(parts) for parts in zip(*outputs, strict=True))
+        metrics = self.metrics[stage]
+        metrics.update(probs, targets)
+        values = {f"{stage}/loss": losses.mean().item(), **{k: v.item() for k, v in metrics.compute().items()}}
+        metrics.reset()
+        return values
+
+    def epoch(self, dm: CatDogDataModule) -> dict[str, float]:
+        """Train on ``dm``'s training batches, then validate on its validation batches; the epoch's metrics."""
+        self.net.train()
+        outputs = []
+        for batch in dm.train_dataloader():
+            images, targets = dm.prepare_batch(batch, train=True)
+            logits = self.logits(images)
+            losses = self.loss_fn(logits, targets.float())
+            self.optimizer.zero_grad(set_to_none=True)
+            losses.mean().backward()
+            self.optimizer.step()
+            outputs.append((losses.detach(), torch.sigmoid(logits.detach()), targets))
+        train = self.epoch_metrics("train", outputs)
+        self.net.eval()
+        outputs = []
+        with torch.inference_mode():
+            for batch in dm.val_dataloader():
+                images, targets = dm.prepare_batch(batch, train=False)
+                logits = self.logits(images)
+                outputs.append((self.loss_fn(logits, targets.float()), torch.sigmoid(logits), targets))
+        return {**train, **self.epoch_metrics("val", outputs)}
+
+
 def run(data_dir: str, epochs: int = 25, seed: int = 42, bf16: bool | None = None) -> dict[str, float | list[float]]:
     start = time.perf_counter()
     torch.manual_seed(seed)
@@ -30,49 +76,17 @@ def run(data_dir: str, epochs: int = 25, seed: int = 42, bf16: bool | None = Non
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dm = CatDogDataModule(data_dir=data_dir)
     dm.setup("fit")
-    train_set, val_set = dm.train_set.to(device), dm.val_set.to(device)
-    dm.train_set, dm.val_set = train_set, val_set
-    net = SeedCNN().to(device, memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7, fused=True)
-    loss_fn = torch.nn.BCEWithLogitsLoss(reduction="none")
-    metrics = {stage: stage_metrics(stage).to(device) for stage in ("train", "val")}  # the module's own
-
-    def epoch_metrics(stage: str, outputs: list) -> dict[str, float]:
-        losses, probs, targets = (torch.cat(parts) for parts in zip(*outputs, strict=True))
-        metrics[stage].update(probs, targets)
-        values = {f"{stage}/loss": losses.mean().item(), **{k: v.item() for k, v in metrics[stage].compute().items()}}
-        metrics[stage].reset()
-        return values
-
+    dm.train_set, dm.val_set = dm.train_set.to(device), dm.val_set.to(device)
+    loop = PlainLoop(device, bf16)
     epoch_seconds = []
     for _ in range(epochs):
         epoch_start = time.perf_counter()
-        net.train()
-        outputs = []
-        for batch in dm.train_dataloader():
-            images, targets = dm.prepare_batch(batch, train=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                logits = net(images.contiguous(memory_format=torch.channels_last)).float()
-            losses = loss_fn(logits, targets.float())
-            optimizer.zero_grad(set_to_none=True)
-            losses.mean().backward()
-            optimizer.step()
-            outputs.append((losses.detach(), torch.sigmoid(logits.detach()), targets))
-        train = epoch_metrics("train", outputs)
-        net.eval()
-        outputs = []
-        with torch.inference_mode():
-            for batch in dm.val_dataloader():
-                images, targets = dm.prepare_batch(batch, train=False)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                    logits = net(images.contiguous(memory_format=torch.channels_last)).float()
-                outputs.append((loss_fn(logits, targets.float()), torch.sigmoid(logits), targets))
-        val = epoch_metrics("val", outputs)
+        metrics = loop.epoch(dm)
         epoch_seconds.append(time.perf_counter() - epoch_start)
     return {
         "seconds": time.perf_counter() - start,
-        "train_loss": train["train/loss"],
-        "val_acc": val["val/acc"],
+        "train_loss": metrics["train/loss"],
+        "val_acc": metrics["val/acc"],
         "epoch_seconds": epoch_seconds,
     }
 
