@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -17,6 +18,16 @@ from catdog_pl.prediction import PredictionWriter, check_checkpoint
 from catdog_pl.process import prepare_process
 
 SEED = 42
+# Warnings from the libraries that a user of the command line can do nothing about, each matched by its text and
+# category; `main` hides them, so that what it prints is worth reading.
+KNOWN_WARNINGS = (
+    # Lightning's model summary has no size for "bf16-mixed" and says so on every fit; it then counts 32 bits a
+    # parameter, which is what mixed precision stores them in.
+    (r"Precision bf16-mixed is not supported by the model summary", UserWarning),
+    # torch 2.14 deprecates the LeafSpec that Lightning 2.6's CombinedLoader builds for every loop
+    # (Lightning-AI/pytorch-lightning#21326).
+    (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning),
+)
 DESCRIPTION = (
     "The Keras cats-vs-dogs CNN on PyTorch Lightning. Subcommands: fit, validate, test and predict (below), and "
     "prepare, which downloads the full public data set into the expected layout, and report, which draws a run "
@@ -98,10 +109,17 @@ def default_precision(accelerator: str | object = "auto") -> str:
     return "bf16-mixed" if bf16_is_fast(accelerator) else "32-true"
 
 
+def quiet_known_warnings() -> None:
+    """Hide ``KNOWN_WARNINGS`` in this process (the command line's: importing catdog_pl changes no filter)."""
+    for message, category in KNOWN_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+
+
 def main(args: ArgsType = None) -> CatDogCLI | None:
     """Run the CLI on ``args`` (``sys.argv[1:]`` when ``None``); problems with the user's files exit with one line."""
     argv = sys.argv[1:] if args is None else list(args)
     prepare_process()  # malloc thresholds, denormals, NVML probe: before any work (catdog_pl.process)
+    quiet_known_warnings()
     try:
         if argv[:1] == ["prepare"]:
             from catdog_pl.prepare import main as prepare_main
