@@ -27,6 +27,9 @@ def machine() -> str:
 
 def table(rows: list[tuple[str, str]], header: tuple[str, str] = ("measure", "value")) -> str:
     """A two-column Markdown table."""
-    lines = [f"| {header[0]} | {header[1]} |", "| --- | --- |"]
-    lines += [f"| {name} | {value} |" for name, value in rows]
-    return "\n".join(lines)
+    return "\n".join([f"| {header[0]} | {header[1]} |", "| --- | --- |", *table_rows(rows)])
+
+
+def table_rows(rows: list[tuple[str, str]]) -> list[str]:
+    """The lines of :func:`table`'s rows, to print more of a table already begun."""
+    return [f"| {name} | {value} |" for name, value in rows]

@@ -48,7 +48,8 @@ torchmetrics.__version__, 'cuda', torch.version.cuda, 'bf16', torch.cuda.is_bf16
 part test_gpu 90 python -m pytest tests/test_gpu.py tests/test_prediction.py tests/test_cli.py -k "gpu or predict or help" \
     -q -rs -p no:cacheprovider
 tail -n 3 "$LOGS/test_gpu.log" 2>/dev/null
-part performance 270 python benchmarks/performance.py --data_dir "$DATA"
+# Two runs of each loop in fresh processes, not four: each pays ~11 s of imports there. Rows print as measured.
+part performance 270 python benchmarks/performance.py --data_dir "$DATA" --repeats 2
 grep '^|' "$LOGS/performance.log" 2>/dev/null
 part profile 60 python -m catdog_pl fit --config configs/cnn.yaml --data.data_dir "$DATA" --trainer.max_epochs 5 \
     --trainer.profiler simple --trainer.enable_progress_bar false --trainer.logger.init_args.save_dir "$(mktemp -d)"

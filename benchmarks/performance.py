@@ -27,7 +27,7 @@ import lightning as L
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, SHARED_DATA, machine, table  # noqa: E402
+from common import ROOT, SHARED_DATA, machine, table, table_rows  # noqa: E402
 
 from catdog_pl.cache import decode_all  # noqa: E402
 from catdog_pl.cli import bf16_is_fast, default_precision, main  # noqa: E402
@@ -505,26 +505,29 @@ def main_bench() -> None:
         print(time_loop(args.time_loop, args.data_dir.resolve()))
         return
     data_dir = args.data_dir.resolve()
-    rows = [("machine", machine()), ("precision chosen by default", default_precision())]
+    sections: list[Callable[[], list[tuple[str, str]]]] = [
+        lambda: [("machine", machine()), ("precision chosen by default", default_precision())]
+    ]
     if "data" in args.sections:
-        rows += bench_data(data_dir)
+        sections.append(lambda: bench_data(data_dir))
     if "step" in args.sections:
-        rows += bench_step()
-        rows += bench_denormals()
+        sections += [bench_step, bench_denormals]
     if "eval" in args.sections:
-        rows += bench_eval()
+        sections.append(bench_eval)
     if args.compile:
-        rows += bench_compile()
+        sections.append(bench_compile)
     if "fit" in args.sections:
-        rows += bench_fit(data_dir, args.seeds)
+        sections.append(lambda: bench_fit(data_dir, args.seeds))
     if "plain" in args.sections:
-        rows += bench_plain(data_dir)
+        sections.append(lambda: bench_plain(data_dir))
     if "overhead" in args.sections:
-        rows += bench_interleaved(data_dir)
-        rows += bench_overhead(data_dir, repeats=args.repeats)
+        sections += [lambda: bench_interleaved(data_dir), lambda: bench_overhead(data_dir, repeats=args.repeats)]
     if "pictures" in args.sections:
-        rows += bench_pictures(data_dir)
-    print(table(rows))
+        sections.append(lambda: bench_pictures(data_dir))
+    # Each row as soon as it is measured, so that a run stopped by a time limit keeps what it measured.
+    for index, section in enumerate(sections):
+        rows = section()
+        print(table(rows) if index == 0 else "\n".join(table_rows(rows)), flush=True)
 
 
 if __name__ == "__main__":
