@@ -2,7 +2,7 @@
 plain PyTorch, and what Lightning adds.
 
     python benchmarks/performance.py                      # everything: 3 seeds of the full fit, 4 runs of each loop
-                                                          # in the overhead section (~12 min on 2 cores)
+                                                          # in the overhead section (8-10 min on 2 cores)
     python benchmarks/performance.py --sections data step # the quick parts only
     python benchmarks/performance.py --sections overhead  # Lightning against the plain loop, three ways (~5 min)
 
@@ -227,7 +227,7 @@ def run_fit(data_dir: Path, seed: int, workdir: Path) -> tuple[float, float, flo
     if status != 0:
         raise RuntimeError(f"fit failed:\n{stderr[-2000:]}")
     last = max(workdir.glob("lightning_logs/version_*/checkpoints/last.ckpt"), key=os.path.getmtime)
-    quiet = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false"]
+    quiet = ["--trainer.logger", "false", "--trainer.enable_progress_bar", "false", "--verbose", "false"]
     cli = main(["test", "--config", str(CONFIG), "--data.data_dir", str(data_dir), "--ckpt_path", str(last), *quiet])
     return seconds, usage.ru_maxrss / 1024, float(cli.trainer.callback_metrics["test/acc"])
 
