@@ -79,3 +79,17 @@ def test_wrong_layout_is_one_line_naming_the_path(tiny_data, breaker):
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith(str(culprit))
+
+
+@pytest.mark.parametrize("cache", [True, False], ids=["cached", "streaming"])
+def test_setup_draws_progress_bars_where_the_trainer_draws_its_own(tiny_data, capsys, cache):
+    from lightning.pytorch import Trainer
+
+    bar = "decoding training_set" if cache else "checking training_set"
+    for trainer_bar in (None, True, False):  # None: no Trainer (a script or a notebook)
+        dm = CatDogDataModule(data_dir=str(tiny_data), num_workers=0, cache=cache)
+        if trainer_bar is not None:
+            dm.trainer = Trainer(enable_progress_bar=trainer_bar, logger=False, enable_checkpointing=False)
+        capsys.readouterr()
+        dm.setup("fit")
+        assert (bar in capsys.readouterr().err) is (trainer_bar is not False)

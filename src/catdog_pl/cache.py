@@ -32,9 +32,15 @@ def decode_squashed(path: str, side: int, max_pixels: int = DEFAULT_MAX_PIXELS) 
 
 
 def decode_all(
-    paths: Sequence[str], side: int, threads: int | None = None, desc: str = "", max_pixels: int = DEFAULT_MAX_PIXELS
+    paths: Sequence[str],
+    side: int,
+    threads: int | None = None,
+    desc: str = "",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: bool = True,
 ) -> tuple[torch.Tensor, list[str]]:
-    """Decode ``paths`` into a ``(N, 3, side, side)`` uint8 tensor with a thread pool and a progress bar.
+    """Decode ``paths`` into a ``(N, 3, side, side)`` uint8 tensor with a thread pool and a progress bar (unless
+    ``progress`` is false).
 
     Returns the tensor and one message per path: ``""``, or why that file could not be read (its slot is zeros).
     """
@@ -47,7 +53,7 @@ def decode_all(
 
     out = torch.zeros(len(paths), side, side, 3, dtype=torch.uint8)
     errors = [""] * len(paths)
-    for i, (array, error) in enumerate(thread_map(decode, paths, desc or f"decoding {side}px", threads)):
+    for i, (array, error) in enumerate(thread_map(decode, paths, desc or f"decoding {side}px", threads, progress)):
         if array is None:
             errors[i] = error
         else:
@@ -55,11 +61,14 @@ def decode_all(
     return out.permute(0, 3, 1, 2).contiguous(), errors  # (N, 3, side, side)
 
 
-def thread_map(function: Callable, items: Sequence, desc: str, threads: int | None = None) -> Iterator:
-    """``map(function, items)`` in order on a thread per core, with a progress bar. For PIL work, which releases
-    the GIL while it decodes, so threads scale without worker processes."""
+def thread_map(
+    function: Callable, items: Sequence, desc: str, threads: int | None = None, progress: bool = True
+) -> Iterator:
+    """``map(function, items)`` in order on a thread per core, with a progress bar unless ``progress`` is false.
+    For PIL work, which releases the GIL while it decodes, so threads scale without worker processes."""
     with ThreadPoolExecutor(max_workers=threads or available_cores()) as pool:
-        yield from tqdm(pool.map(function, items, chunksize=16), total=len(items), desc=desc, leave=False)
+        results = pool.map(function, items, chunksize=16)
+        yield from tqdm(results, total=len(items), desc=desc, leave=False, disable=not progress)
 
 
 def available_cores() -> int:

@@ -132,6 +132,13 @@ class CatDogDataModule(LightningDataModule):
         return default_num_workers() if self.hparams.num_workers is None else self.hparams.num_workers
 
     @property
+    def progress(self) -> bool:
+        """Whether setup draws progress bars: where the Trainer draws its own (its first process, bar enabled), and
+        without a Trainer."""
+        trainer = self.trainer
+        return trainer is None or (trainer.is_global_zero and trainer.progress_bar_callback is not None)
+
+    @property
     def report_path(self) -> Path | None:
         """``skipped_images.csv`` in the run folder, or ``None`` without a trainer and logger."""
         log_dir = self.trainer.log_dir if self.trainer is not None else None
@@ -158,13 +165,16 @@ class CatDogDataModule(LightningDataModule):
 
     def _screen(self, folder: SafeImageFolder, side: int | None) -> torch.Tensor | None:
         """Set aside the unreadable files of ``folder``; with ``side``, return the readable ones decoded (cache)."""
+        hp = self.hparams
         paths = [path for path, _ in folder.samples]
         name = Path(folder.root).name
         if side is not None:
-            images, errors = decode_all(paths, side, desc=f"decoding {name}", max_pixels=self.hparams.max_image_pixels)
+            images, errors = decode_all(
+                paths, side, desc=f"decoding {name}", max_pixels=hp.max_image_pixels, progress=self.progress
+            )
         else:
             images = None
-            errors = scan(paths, self.hparams.full_scan, self.hparams.max_image_pixels, desc=f"checking {name}")
+            errors = scan(paths, hp.full_scan, hp.max_image_pixels, desc=f"checking {name}", progress=self.progress)
         good = [i for i, error in enumerate(errors) if not error]
         bad = len(paths) - len(good)
         for error in errors:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import os
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -122,9 +123,17 @@ def check_image(path: str, full: bool = False, max_pixels: int = DEFAULT_MAX_PIX
     return ""
 
 
-def scan(paths: Sequence[str], full: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS, desc: str = "") -> list[str]:
-    """Check every file (threads; a progress bar); return one reason per path, ``""`` for the good ones."""
-    return list(thread_map(lambda path: check_image(path, full, max_pixels), paths, desc or "checking images"))
+def scan(
+    paths: Sequence[str],
+    full: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    desc: str = "",
+    progress: bool = True,
+) -> list[str]:
+    """Check every file (threads; a progress bar unless ``progress`` is false); return one reason per path, ``""``
+    for the good ones."""
+    check = partial(check_image, full=full, max_pixels=max_pixels)
+    return list(thread_map(check, paths, desc or "checking images", progress=progress))
 
 
 class SkippedImages:
