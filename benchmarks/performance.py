@@ -376,10 +376,11 @@ def bench_interleaved(data_dir: Path, epochs: int = 25) -> list[tuple[str, str]]
 
 def bench_overhead(data_dir: Path, epochs: int = 25, repeats: int = 4) -> list[tuple[str, str]]:
     """The same epochs through Lightning's Trainer and through the plain PyTorch loop, each run in a fresh process
-    (as either is started by a user; in one process, later runs were faster than the first and the order of the
-    runs decided who gained) and timed inside it, after the imports. Each loop runs ``repeats`` times (see
+    (as either is started by a user; whole runs one after another in one process got faster the later they ran,
+    and the order decided who gained) and timed inside it, after the imports. Each loop runs ``repeats`` times (see
     :func:`alternate`); the table gives the fastest of each, since a shared machine's noise only ever adds time,
-    and the median of the ratios of the runs made side by side."""
+    and the median of the ratios of the runs made side by side. Then the Trainer's own cost a batch
+    (:func:`null_overhead`), summed over this run's batches."""
 
     def fresh(loop: str) -> Callable[[], float]:
         def run() -> float:
