@@ -304,12 +304,13 @@ def timed(function: Callable[[], object]) -> Callable[[], float]:
     return run
 
 
-def bare_trainer(epochs: int, callbacks: list[L.Callback] | None = None) -> L.Trainer:
+def bare_trainer(epochs: int, callbacks: list[L.Callback] | None = None, **overrides: object) -> L.Trainer:
     """Lightning's Trainer as the overhead rows time it: no logger, checkpoints, progress bar or sanity check, as
-    the plain loop has none."""
-    return L.Trainer(max_epochs=epochs, precision=default_precision(), logger=False, enable_checkpointing=False,
-                     enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                     callbacks=callbacks)  # fmt: skip
+    the plain loop has none; ``overrides`` are further Trainer arguments."""
+    settings = dict(max_epochs=epochs, precision=default_precision(), logger=False, enable_checkpointing=False,
+                    enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                    callbacks=callbacks)  # fmt: skip
+    return L.Trainer(**{**settings, **overrides})
 
 
 def time_loop(loop: str, data_dir: Path, epochs: int = 25) -> float:
@@ -399,16 +400,14 @@ def bench_overhead(data_dir: Path, epochs: int = 25, repeats: int = 4) -> list[t
     )
     train, val = (len(SafeImageFolder(str(data_dir / split))) for split in (TRAIN_DIR, TEST_DIR))
     null = null_overhead(epochs, repeats, train, val)
-    train_batches, val_batches = epochs * math.ceil(train / 32), epochs * math.ceil(val / 32)
-    own = (null["train_ms"] * train_batches + null["val_ms"] * val_batches) / 1e3
     return [
         (f"{epochs} epochs, a fresh process each, fastest of {repeats}: Lightning Trainer vs plain PyTorch loop",
          f"{best_l:.1f} s vs {best_p:.1f} s (Lightning {100 * (best_l / best_p - 1):+.1f} %; median of the "
          f"side-by-side ratios {100 * (ratio - 1):+.1f} %; {runs})"),
         (f"Lightning's own cost: no-op model, fastest of {repeats}",
          f"{null['train_ms']:.2f} ms a training batch, {null['val_ms']:.2f} ms a validation batch; over the "
-         f"{train_batches:,} + {val_batches:,} batches of the run above {own:.2f} s, "
-         f"{100 * own / best_p:.1f} % of the plain loop's {best_p:.1f} s"),
+         f"{null['train_batches']:,} + {null['val_batches']:,} batches of the run above {null['seconds']:.2f} s, "
+         f"{100 * null['seconds'] / best_p:.1f} % of the plain loop's {best_p:.1f} s"),
     ]  # fmt: skip
 
 
@@ -417,7 +416,8 @@ def null_overhead(epochs: int = 25, repeats: int = 4, train: int = 2000, val: in
     batches of the real run (``train`` and ``val`` images, batch 32, the cache's loader), a fused Adam step and
     the default precision's autocast in both, through ``Trainer.fit`` and through a bare loop. Fastest of
     ``repeats`` each (see :func:`alternate`), for the training batches alone and for the whole epochs; the
-    validation batches' cost is the difference. Returns milliseconds a training and a validation batch."""
+    validation batches' cost is the difference. Returns milliseconds a training and a validation batch, the
+    batches' counts, and the seconds the Trainer adds to all of them."""
     from torch.utils.data import DataLoader
 
     from catdog_pl.cache import CachedImages, passthrough_collate
@@ -460,9 +460,7 @@ def null_overhead(epochs: int = 25, repeats: int = 4, train: int = 2000, val: in
                         (w * images.float().mean()).sum()
 
     def lightning(val: int) -> None:
-        trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, precision=precision, logger=False,
-                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                            num_sanity_val_steps=0)  # fmt: skip
+        trainer = bare_trainer(epochs, accelerator="cpu", devices=1, precision=precision)
         trainer.fit(NullModule(), loader(train, True), loader(val, False))
 
     def cost(val: int) -> float:
@@ -472,7 +470,8 @@ def null_overhead(epochs: int = 25, repeats: int = 4, train: int = 2000, val: in
 
     train_batches, val_batches = epochs * math.ceil(train / 32), epochs * math.ceil(val / 32)
     train_only, both = cost(0), cost(val)
-    return {"train_ms": 1e3 * train_only / train_batches, "val_ms": 1e3 * (both - train_only) / val_batches}
+    return {"train_ms": 1e3 * train_only / train_batches, "val_ms": 1e3 * (both - train_only) / val_batches,
+            "train_batches": train_batches, "val_batches": val_batches, "seconds": both}  # fmt: skip
 
 
 def bench_plain(data_dir: Path) -> list[tuple[str, str]]:
