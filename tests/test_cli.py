@@ -1,5 +1,4 @@
 import re
-import shutil
 import subprocess
 import sys
 import warnings
@@ -11,14 +10,24 @@ import torch
 import catdog_pl.cli as cli_module
 from catdog_pl.cli import main
 
-from .conftest import CONFIG, ROOT
-
-QUIET = "--trainer.enable_progress_bar false --trainer.enable_model_summary false --data.num_workers 0"
+from .helpers import CONFIG, QUIET, ROOT, make_dataset
 
 
 def run(subcommand: str, data_dir: Path, extra: str = ""):
     """``main([subcommand, --config configs/cnn.yaml, --data.data_dir data_dir, ...])``, quiet and in-process."""
-    return main([subcommand, "--config", str(CONFIG), "--data.data_dir", str(data_dir), *QUIET.split(), *extra.split()])
+    return main(
+        [
+            subcommand,
+            "--config",
+            str(CONFIG),
+            "--data.data_dir",
+            str(data_dir),
+            *QUIET,
+            "--data.num_workers",
+            "0",
+            *extra.split(),
+        ]
+    )
 
 
 def test_fit_then_test_from_checkpoint(tiny_data, tmp_path, monkeypatch):
@@ -35,18 +44,27 @@ def test_fit_then_test_from_checkpoint(tiny_data, tmp_path, monkeypatch):
     assert checkpoint["hyper_parameters"]["image_size"] == 48
     assert list(checkpoint["hyper_parameters"]["class_names"]) == ["cats", "dogs"]
 
-    # No --model.image_size here: it comes back from the checkpoint, and the data follows it.
-    cli = run("test", tiny_data, f"--ckpt_path {last}")
-    assert cli.model.hparams.image_size == 48 and cli.datamodule.hparams.image_size == 48
+    # No --config and no --model.image_size: the size comes back from the checkpoint, and the data follows it.
+    cli = main(["test", "--data.data_dir", str(tiny_data), "--ckpt_path", str(last), *QUIET])
+    assert cli.model.hparams.image_size == 48 and cli.datamodule.image_size == 48
     assert 0.0 <= cli.trainer.callback_metrics["test/acc"] <= 1.0
     assert {"test/loss", "test/auroc", "test/f1"} <= set(cli.trainer.callback_metrics)
     # validate with val_split 0 evaluates test_set too, as the original's validation did: the same figures.
-    validated = run("validate", tiny_data, f"--ckpt_path {last}")
+    validated = run("validate", tiny_data, f"--ckpt_path {last} --model.image_size 48")
     assert validated.trainer.callback_metrics["val/acc"] == cli.trainer.callback_metrics["test/acc"]
 
 
+def test_a_checkpoint_of_another_image_size_than_the_config_is_refused(tiny_data, capsys):
+    run("fit", tiny_data, "--trainer.max_epochs 1 --model.image_size 48")
+    last = "lightning_logs/version_0/checkpoints/last.ckpt"
+    with pytest.raises(SystemExit) as info:
+        run("test", tiny_data, f"--ckpt_path {last}")  # configs/cnn.yaml asks for 64 px
+    assert info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last in error and "keras_cnn at 48 px" in error and "model.image_size=64" in error
+
+
 def test_class_names_come_from_the_folders(tmp_path, monkeypatch):
-    from .conftest import make_dataset
 
     data = make_dataset(tmp_path / "pets", n_train=4, n_test=2)
     for split in ("training_set", "test_set"):
@@ -77,19 +95,20 @@ def test_layout_error_exits_with_one_line(tmp_path, monkeypatch, capsys):
     assert err[-1].startswith("catdog_pl: error: ") and str(tmp_path / "nowhere") in err[-1]
 
 
-def test_help_runs_as_a_module_and_as_the_console_script():
+def test_help_runs_as_a_module():
     out = subprocess.run([sys.executable, "-m", "catdog_pl", "--help"], capture_output=True, text=True, check=True)
     assert "fit" in out.stdout and "predict" in out.stdout and "prepare" in out.stdout
-    script = shutil.which("catdog") or str(Path(sys.executable).parent / "catdog")
-    out = subprocess.run([script, "predict", "--help"], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "catdog_pl", "predict", "--help"], capture_output=True, text=True)
     assert "--data.predict_path" in out.stdout and "--prediction.output" in out.stdout
 
 
 def test_precision_follows_the_hardware(tiny_data, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(cli_module, "bf16_is_fast", lambda accelerator="auto": False)
-    assert cli_module.default_precision() == "32-true"
-    monkeypatch.setattr(cli_module, "bf16_is_fast", lambda accelerator="auto": True)
+    from catdog_pl import devices
+
+    monkeypatch.setattr(devices, "bf16_is_fast", lambda accelerator="auto": False)
+    assert devices.default_precision() == "32-true"
+    monkeypatch.setattr(cli_module, "default_precision", lambda accelerator="auto": "bf16-mixed")
     quick = (
         "--trainer.max_epochs 1 --trainer.logger false --trainer.callbacks null --trainer.enable_checkpointing false"
     )

@@ -14,12 +14,11 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from catdog_pl.cli import main
-from catdog_pl.prediction import Classifier
+from catdog_pl.prediction import Predictor
 
-from .conftest import CONFIG, ROOT, write_image
+from .helpers import CONFIG, QUIET, ROOT, make_dataset, write_image
 
 DDP = ["--config", str(ROOT / "configs" / "ddp.yaml"), "--trainer.accelerator", "cpu", "--trainer.devices", "2"]
-QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
 
 def cli(args: list[str], cwd: Path) -> None:
@@ -39,7 +38,6 @@ def scalar(run_dir: Path, tag: str) -> float:
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory):
     """fit with 2 processes on 32 + 16 generated photos; returns (workdir, data, last.ckpt)."""
-    from .conftest import make_dataset
 
     root = tmp_path_factory.mktemp("ddp")
     data = make_dataset(root / "data")
@@ -76,7 +74,7 @@ def test_ddp_learns_as_well_as_one_process(ddp_run, tmp_path, monkeypatch):
                    "--trainer.logger", "false", "--trainer.callbacks", "null", "--trainer.enable_checkpointing",
                    "false", *QUIET])  # fmt: skip
     single_acc = single.trainer.test(single.model, datamodule=single.datamodule, verbose=False)[0]["test/acc"]
-    ddp_acc = sum(row.ok and row.label == Path(row.path).parent.name[:-1] for row in Classifier.from_checkpoint(
+    ddp_acc = sum(row.ok and row.label == Path(row.path).parent.name[:-1] for row in Predictor.from_checkpoint(
         last).predict_many(sorted(str(p) for p in (data / "test_set").rglob("*.jpg")))) / 16  # fmt: skip
     # Stated tolerance: the shuffles differ (DistributedSampler), so runs agree within 2 of the 16 test photos.
     assert abs(ddp_acc - single_acc) <= 2 / 16
@@ -96,6 +94,6 @@ def test_ddp_predict_writes_each_file_once_in_order(ddp_run, tmp_path):
         rows = list(csv.DictReader(handle))
     assert [row["path"] for row in rows] == sorted([str(f) for f in files] + [str(tmp_path / "photos" / "broken.jpg")])
     assert sum(bool(row["error"]) for row in rows) == 1
-    single = Classifier.from_checkpoint(last).predict_many([str(f) for f in files])
+    single = Predictor.from_checkpoint(last).predict_many([str(f) for f in files])
     by_path = {row["path"]: float(row["p_dog"]) for row in rows if not row["error"]}
-    np.testing.assert_allclose([by_path[r.path] for r in single], [r.p_dog for r in single], atol=1e-6)
+    np.testing.assert_allclose([by_path[r.path] for r in single], [r.probability for r in single], atol=1e-6)

@@ -12,7 +12,7 @@ from catdog_pl.cache import decode_all
 from catdog_pl.data import CatDogDataModule
 from catdog_pl.transforms import BatchTrainAugment, sample_crop_boxes, zoom_to_crop
 
-from .test_transforms import coordinate_image
+from .helpers import coordinate_image
 
 
 def ecdf_distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -18,7 +18,7 @@ from lightning.pytorch import Callback
 from catdog_pl.cli import main
 from catdog_pl.transforms import BatchTrainAugment
 
-from .conftest import CONFIG
+from .helpers import CONFIG
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

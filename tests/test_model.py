@@ -4,18 +4,18 @@ import pytest
 import torch
 from torch import nn
 
-from catdog_pl.model import SeedCNN, flatten_width
+from catdog_pl.model import KerasCNN, flatten_width
 
 
 def test_parameter_count_matches_keras():
     # Keras model.summary() of the original: 896 + 9,248 + 802,944 + 129 = 813,217.
-    assert sum(p.numel() for p in SeedCNN().parameters()) == 813_217
+    assert sum(p.numel() for p in KerasCNN().parameters()) == 813_217
     assert flatten_width(64) == 32 * 14 * 14
 
 
 @pytest.mark.parametrize("image_size", [32, 64, 96])
 def test_forward_shape_and_finite(image_size):
-    net = SeedCNN(image_size=image_size)
+    net = KerasCNN(image_size=image_size)
     logits = net(torch.rand(3, 3, image_size, image_size))
     assert logits.shape == (3,)
     assert torch.isfinite(logits).all()
@@ -23,11 +23,11 @@ def test_forward_shape_and_finite(image_size):
 
 def test_too_small_image_is_refused():
     with pytest.raises(ValueError, match="too small"):
-        SeedCNN(image_size=8)
+        KerasCNN(image_size=8)
 
 
 def test_keras_initialisation():
-    net = SeedCNN()
+    net = KerasCNN()
     for layer in (net.conv1, net.conv2, net.fc1, net.fc2):
         assert torch.count_nonzero(layer.bias) == 0
         fan_in = layer.weight[0].numel()
@@ -39,7 +39,7 @@ def test_keras_initialisation():
 
 def test_pool_before_relu_equals_keras_order():
     torch.manual_seed(0)
-    net = SeedCNN()
+    net = KerasCNN()
     x = torch.randn(4, 3, 64, 64)
     keras_order = nn.Sequential(
         net.conv1, nn.ReLU(), net.pool, net.conv2, nn.ReLU(), net.pool, nn.Flatten(), net.fc1, nn.ReLU(), net.fc2

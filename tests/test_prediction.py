@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import pickle
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -17,15 +13,15 @@ from PIL import Image
 from catdog_pl.cli import main
 from catdog_pl.errors import CheckpointError, ImageError, InputError
 from catdog_pl.images import load_rgb
-from catdog_pl.prediction import Classifier, expand_inputs, label_of
+from catdog_pl.inputs import expand_inputs
+from catdog_pl.labels import label_of
+from catdog_pl.prediction import Predictor
 
-from .conftest import CONFIG, make_dataset, write_image
-
-QUIET = "--trainer.enable_progress_bar false --trainer.enable_model_summary false --trainer.logger false"
+from .helpers import CONFIG, QUIET, make_bad_files, make_dataset, read_csv, write_image
 
 
 def run_cli(*args: str):
-    return main([str(arg) for arg in args] + QUIET.split())
+    return main([str(arg) for arg in args] + [*QUIET, "--trainer.logger", "false"])
 
 
 @pytest.fixture(scope="module")
@@ -37,35 +33,6 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
           "--data.batch_size", "8", "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(root),
           "--trainer.logger.init_args.save_dir", str(root)])  # fmt: skip
     return root / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", data
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def png_bomb(path: Path, width: int = 20_000, height: int = 20_000) -> Path:
-    """A tiny PNG whose header claims ``width`` x ``height`` pixels (400 megapixels by default)."""
-    buffer = io.BytesIO()
-    Image.new("L", (1, 1)).save(buffer, format="PNG")
-    data = bytearray(buffer.getvalue())
-    ihdr = struct.pack(">II", width, height) + bytes(data[24:29])
-    data[16:29] = ihdr
-    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
-    path.write_bytes(bytes(data))
-    return path
-
-
-def make_bad_files(folder: Path) -> dict[str, str]:
-    """One generated file of each bad kind; returns name -> a word its error message must contain."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "notes.jpg").write_text("these are not pixels")
-    (folder / "empty.jpg").write_bytes(b"")
-    good = write_image(folder / "whole.jpg", np.random.default_rng(0), bright=True, size=(64, 64))
-    (folder / "truncated.jpg").write_bytes(good.read_bytes()[:300])
-    good.unlink()
-    png_bomb(folder / "bomb.png")
-    return {"notes.jpg": "not an image", "empty.jpg": "empty", "truncated.jpg": "truncated", "bomb.png": "bomb"}
 
 
 def test_predict_folder_writes_every_input_once_in_order(trained, tmp_path, capsys):
@@ -137,11 +104,11 @@ def test_python_api_matches_cli(trained, tmp_path):
     for i, path in enumerate(paths):
         (folder / f"{i}.jpg").write_bytes(Path(path).read_bytes())
     run_cli("predict", "--ckpt_path", checkpoint, "--data.predict_path", folder, "--prediction.output", output)
-    clf = Classifier.from_checkpoint(checkpoint)
+    clf = Predictor.from_checkpoint(checkpoint)
     rows = clf.predict_many(paths)
-    np.testing.assert_allclose([r.p_dog for r in rows], [float(r["p_dog"]) for r in read_csv(output)], atol=1e-6)
+    np.testing.assert_allclose([r.probability for r in rows], [float(r["p_dog"]) for r in read_csv(output)], atol=1e-6)
     one = clf.predict(paths[0])
-    assert one.label in ("cat", "dog") and one.p_dog == pytest.approx(rows[0].p_dog)
+    assert one.label in ("cat", "dog") and one.probability == pytest.approx(rows[0].probability)
     with Image.open(paths[0]) as img:  # a PIL image in any mode works too
         assert clf.predict_many([img.convert("L")])[0].ok
     with pytest.raises(ImageError, match="empty"):
@@ -158,7 +125,7 @@ def test_threshold_from_checkpoint_and_override(trained, tmp_path):
     run_cli("predict", "--ckpt_path", checkpoint, "--data.predict_path", photo, "--prediction.output", output,
             "--prediction.threshold", strict)  # fmt: skip
     assert read_csv(output)[0]["label"] == "cat"
-    assert Classifier.from_checkpoint(checkpoint, threshold=strict).predict(photo).label == "cat"
+    assert Predictor.from_checkpoint(checkpoint, threshold=strict).predict(photo).label == "cat"
 
 
 def test_nothing_predictable_exits_non_zero(trained, tmp_path):
@@ -234,7 +201,7 @@ def test_non_checkpoints_are_refused_without_running_code(tmp_path, capsys):
         pickle.dump({"state_dict": _Payload()}, handle)
     for name in ("notes.ckpt", "other.ckpt", "evil.ckpt"):
         with pytest.raises(CheckpointError, match="not a catdog_pl checkpoint"):
-            Classifier.from_checkpoint(tmp_path / name)
+            Predictor.from_checkpoint(tmp_path / name)
         with pytest.raises(SystemExit) as info:
             run_cli("predict", "--ckpt_path", tmp_path / name, "--data.predict_path", tmp_path)
         assert info.value.code == 2

@@ -13,19 +13,14 @@ import torch
 
 from catdog_pl.cli import main
 
-from .conftest import CONFIG
-from .test_prediction import make_bad_files
-from .test_resume import kill_after_epoch
-from .test_robust_data import add_bad_files, read_report
+from .helpers import CONFIG, QUIET, SHARED_DATA, add_bad_files, kill_after_epoch, make_bad_files, read_report
 
 pytestmark = pytest.mark.slow
-QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
 
 @pytest.fixture(scope="module")
 def original_run(tmp_path_factory) -> tuple[Path, float]:
     """configs/cnn.yaml for 25 epochs on the shared photos: (last.ckpt, test accuracy of last.ckpt)."""
-    from .conftest import SHARED_DATA
 
     if not (SHARED_DATA / "training_set").is_dir():
         pytest.skip(f"real photos not found at {SHARED_DATA}")

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -14,31 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from catdog_pl.cli import main
 
-from .conftest import CONFIG
-
-
-def read_checkpoint(path):
-    try:
-        return torch.load(path, weights_only=True)
-    except (OSError, RuntimeError, EOFError):
-        return None
-
-
-def kill_after_epoch(command: list[str], cwd, last, epoch: int, timeout: float = 120) -> None:
-    """Start ``command``; SIGKILL it once ``last`` holds ``epoch`` (the run is then inside a later epoch)."""
-    proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            checkpoint = read_checkpoint(last) if last.is_file() else None
-            if checkpoint is not None and checkpoint["epoch"] >= epoch:
-                os.kill(proc.pid, signal.SIGKILL)
-                break
-            time.sleep(0.02)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+from .helpers import CONFIG, kill_after_epoch
 
 
 def test_killed_fit_resumes_and_logs_on(tiny_data, tmp_path, monkeypatch):

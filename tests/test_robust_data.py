@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import shutil
 from pathlib import Path
 
@@ -14,34 +13,7 @@ from catdog_pl.cli import main
 from catdog_pl.data import CatDogDataModule
 from catdog_pl.errors import DataLayoutError
 
-from .conftest import CONFIG, write_image
-from .test_prediction import png_bomb
-
-QUIET = "--trainer.enable_progress_bar false --trainer.enable_model_summary false --data.num_workers 0"
-
-
-def add_bad_files(folder: Path) -> set[str]:
-    """Six kinds of unreadable file with image names, plus junk that is no image at all; returns the bad ones."""
-    rng = np.random.default_rng(1)
-    (folder / "zero.jpg").write_bytes(b"")
-    (folder / "html.jpg").write_text("<html><body>404 Not Found</body></html>")
-    (folder / "noise.png").write_bytes(rng.integers(0, 256, 500, dtype=np.uint8).tobytes())
-    whole = write_image(folder / "whole.jpg", rng, bright=False, size=(64, 64)).read_bytes()
-    (folder / "whole.jpg").unlink()
-    (folder / "cut.jpg").write_bytes(whole[: len(whole) // 3])  # header intact, data cut: fails only on decode
-    (folder / "header_only.JPG").write_bytes(whole[:200])
-    png_bomb(folder / "bomb.png")
-    (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
-    (folder / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
-    (folder / "notes.txt").write_text("my cats")
-    return {
-        str(folder / name) for name in ("zero.jpg", "html.jpg", "noise.png", "cut.jpg", "header_only.JPG", "bomb.png")
-    }
-
-
-def read_report(path: Path) -> dict[str, tuple[str, str]]:
-    with open(path, newline="") as handle:
-        return {row["path"]: (row["reason"], row["when"]) for row in csv.DictReader(handle)}
+from .helpers import CONFIG, QUIET, add_bad_files, read_report, write_image
 
 
 @pytest.mark.parametrize("cache", ["true", "false"], ids=["cached", "streaming"])
@@ -49,7 +21,8 @@ def test_bad_files_are_set_aside_and_reported(tiny_data, tmp_path, monkeypatch, 
     bad = add_bad_files(tiny_data / "training_set" / "cats")
     monkeypatch.chdir(tmp_path)
     cli = main(["fit", "--config", str(CONFIG), "--data.data_dir", str(tiny_data), "--trainer.max_epochs", "2",
-                "--data.cache", cache, "--data.max_bad_fraction", "0.2", *QUIET.split()])  # fmt: skip
+                "--data.cache", cache, "--data.max_bad_fraction", "0.2", *QUIET,
+                "--data.num_workers", "0"])  # fmt: skip
     assert cli.trainer.current_epoch == 2
     report = read_report(tmp_path / "lightning_logs" / "version_0" / "skipped_images.csv")
     assert set(report) == bad  # exactly the bad files: no junk, no good photo

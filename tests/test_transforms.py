@@ -10,13 +10,7 @@ from catdog_pl.transforms import (
     zoom_to_crop,
 )
 
-
-def coordinate_image(size: int = 200) -> Image.Image:
-    """Red encodes x and green encodes y, so the output's corners tell which window was sampled."""
-    ramp = np.linspace(0, 255, size)
-    red = np.broadcast_to(ramp[None, :], (size, size))
-    green = np.broadcast_to(ramp[:, None], (size, size))
-    return Image.fromarray(np.stack([red, green, np.zeros_like(red)], axis=-1).round().astype(np.uint8))
+from .helpers import coordinate_image
 
 
 def test_eval_transform_is_deterministic_and_scaled():

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
+from catdog_pl.devices import host_to_device
 from catdog_pl.errors import ImageError
-from catdog_pl.images import DEFAULT_MAX_PIXELS, load_rgb
+from catdog_pl.images import DEFAULT_MAX_PIXELS, load_rgb, squash
+from catdog_pl.threads import thread_map
 
 
 def cache_nbytes(count: int, side: int) -> int:
@@ -21,14 +19,15 @@ def cache_nbytes(count: int, side: int) -> int:
     return count * 3 * side * side
 
 
-def decode_squashed(path: str, side: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """One photo as a ``(side, side, 3)`` uint8 array: ``load_rgb`` then PIL's antialiased bilinear resize.
+def decode_squashed(
+    path: str, side: int, max_pixels: int = DEFAULT_MAX_PIXELS, interpolation: str = "bilinear"
+) -> np.ndarray:
+    """One photo as a ``(side, side, 3)`` uint8 array: ``load_rgb`` then :func:`~catdog_pl.images.squash`.
 
     This is exactly what ``v2.Resize((side, side))`` does to the PIL image in the streaming transforms, so a
     cached eval image equals the streamed one bit for bit.
     """
-    img = load_rgb(path, min_size=side, max_pixels=max_pixels)
-    return np.array(img.resize((side, side), Image.Resampling.BILINEAR))
+    return np.array(squash(load_rgb(path, min_size=side, max_pixels=max_pixels), side, interpolation))
 
 
 def decode_all(
@@ -38,6 +37,7 @@ def decode_all(
     desc: str = "",
     max_pixels: int = DEFAULT_MAX_PIXELS,
     progress: bool = True,
+    interpolation: str = "bilinear",
 ) -> tuple[torch.Tensor, list[str]]:
     """Decode ``paths`` into a ``(N, 3, side, side)`` uint8 tensor with a thread pool and a progress bar (unless
     ``progress`` is false).
@@ -47,7 +47,7 @@ def decode_all(
 
     def decode(path: str) -> tuple[np.ndarray | None, str]:
         try:
-            return decode_squashed(path, side, max_pixels), ""
+            return decode_squashed(path, side, max_pixels, interpolation), ""
         except ImageError as error:
             return None, str(error)
 
@@ -59,29 +59,6 @@ def decode_all(
         else:
             out[i] = torch.from_numpy(array)
     return out.permute(0, 3, 1, 2).contiguous(), errors  # (N, 3, side, side)
-
-
-def thread_map(
-    function: Callable, items: Sequence, desc: str, threads: int | None = None, progress: bool = True
-) -> Iterator:
-    """``map(function, items)`` in order on a thread per core, with a progress bar unless ``progress`` is false.
-    For PIL work, which releases the GIL while it decodes, so threads scale without worker processes."""
-    with ThreadPoolExecutor(max_workers=threads or available_cores()) as pool:
-        results = pool.map(function, items, chunksize=16)
-        yield from tqdm(results, total=len(items), desc=desc, leave=False, disable=not progress)
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (the affinity mask, not the machine's count)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def host_to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A small host tensor on ``device`` without making the host wait: a pageable host-to-GPU copy waits for the
-    GPU to finish its queue, a copy from pinned memory does not. On the CPU, ``tensor`` itself."""
-    if device.type == "cuda":
-        tensor = tensor.pin_memory()
-    return tensor.to(device, non_blocking=True)
 
 
 class CachedImages(Dataset):

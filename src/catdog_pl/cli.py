@@ -1,7 +1,9 @@
-"""The command line: a ``LightningCLI`` over ``CatDogClassifier`` and ``CatDogDataModule``."""
+"""The command line: a ``LightningCLI`` over ``CatDogModule`` and ``CatDogDataModule``, and the subcommands
+beside it (``prepare``, ``report``)."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import warnings
@@ -9,13 +11,15 @@ from pathlib import Path
 
 import torch
 from jsonargparse import Namespace
-from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
 
+from catdog_pl.backbones import resolve_preprocessing
+from catdog_pl.checkpoints import check_checkpoint, describe
 from catdog_pl.data import CatDogDataModule
-from catdog_pl.errors import CatDogError
-from catdog_pl.module import CatDogClassifier
-from catdog_pl.prediction import PredictionWriter, check_checkpoint
-from catdog_pl.process import prepare_process
+from catdog_pl.devices import default_precision
+from catdog_pl.errors import CatDogError, CheckpointError
+from catdog_pl.module import CatDogModule
+from catdog_pl.prediction import PredictionWriter
 
 SEED = 42
 # Warnings from the libraries that a user of the command line can do nothing about, each matched by its text and
@@ -29,28 +33,72 @@ KNOWN_WARNINGS = (
     (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning),
 )
 DESCRIPTION = (
-    "The Keras cats-vs-dogs CNN on PyTorch Lightning. Subcommands: fit, validate, test and predict (below), and "
-    "prepare, which downloads the full public data set into the expected layout, and report, which draws a run "
-    "as PNGs and a Markdown page (python -m catdog_pl prepare --help, report --help)."
+    "Train an image classifier from a folder of photos, look at what it learned, and use it on new photos. "
+    "Subcommands: fit, validate, test and predict (below), and prepare, which downloads the full public data set "
+    "into the expected layout, and report, which draws a run as PNGs and a Markdown page "
+    "(python -m catdog_pl prepare --help, report --help)."
 )
+#: Model options that belong to an evaluation, not to the weights: given on the command line or in a config, they
+#: win over the checkpoint's.
+EVALUATION_OPTIONS = ("tta",)
+#: Model options that describe the weights: a configuration that asks for other values than the checkpoint's is
+#: refused rather than silently overridden.
+WEIGHT_OPTIONS = ("backbone", "image_size")
+
+
+def _image_size(backbone: str, image_size: int | None) -> int:
+    return resolve_preprocessing(backbone, image_size).image_size
+
+
+def _interpolation(backbone: str, interpolation: str | None) -> str:
+    return resolve_preprocessing(backbone, interpolation=interpolation).interpolation
+
+
+class SaveConfigWithRun(SaveConfigCallback):
+    """Save ``config.yaml`` into the run folder; without a logger there is no run folder, and nothing is saved
+    (rather than a ``config.yaml`` dropped into the working folder)."""
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if trainer.logger is not None:
+            super().setup(trainer, pl_module, stage)
 
 
 class CatDogCLI(LightningCLI):
     """``fit``, ``validate``, ``test`` and ``predict``, with the data following the model's image size."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        # The model is the source of truth: a checkpoint's image size reaches the data on test and predict.
-        parser.link_arguments("model.image_size", "data.image_size")
+        # The model is the source of truth: its backbone's preprocessing (or a checkpoint's) reaches the data.
+        parser.link_arguments(("model.backbone", "model.image_size"), "data.image_size", compute_fn=_image_size)
+        parser.link_arguments(
+            ("model.backbone", "model.interpolation"), "data.interpolation", compute_fn=_interpolation
+        )
         # predict writes its CSV through this callback (--prediction.output); other subcommands leave it idle.
         parser.add_lightning_class_args(PredictionWriter, "prediction")
 
     def _parse_ckpt_path(self) -> None:
-        # Refuse a file that is not a catdog_pl checkpoint with one line, before Lightning reads its hparams.
+        # Refuse a file that is not a catdog_pl checkpoint, or not of the configured network, with one line, before
+        # Lightning reads its hyper-parameters into the configuration (where the checkpoint's win).
         subcommand = self.config.get("subcommand")
         ckpt_path = subcommand and self.config[subcommand].get("ckpt_path")
-        if ckpt_path and (subcommand != "fit" or os.path.exists(ckpt_path)):
-            check_checkpoint(ckpt_path)
+        if not ckpt_path or (subcommand == "fit" and not os.path.exists(ckpt_path)):
+            return super()._parse_ckpt_path()
+        saved = check_checkpoint(ckpt_path)["hyper_parameters"]
+        model = self.config[subcommand].model
+        defaults = {name: p.default for name, p in inspect.signature(CatDogModule).parameters.items()}
+        asked = {
+            key: model.get(key) for key in (*WEIGHT_OPTIONS, *EVALUATION_OPTIONS) if model.get(key) != defaults.get(key)
+        }
+        for key in WEIGHT_OPTIONS:
+            if key in asked and asked[key] != saved.get(key, defaults.get(key)):
+                raise CheckpointError(
+                    f"{ckpt_path}: this checkpoint holds {describe(saved)}, but the configuration asks for "
+                    f"model.{key}={asked[key]}; leave the model options out (the checkpoint carries them) or pass "
+                    "a checkpoint of that model"
+                )
         super()._parse_ckpt_path()
+        for key in EVALUATION_OPTIONS:
+            if key in asked:
+                self.config[subcommand].model[key] = asked[key]
 
     def after_predict(self) -> None:
         writer = next(cb for cb in self.trainer.callbacks if isinstance(cb, PredictionWriter))
@@ -92,23 +140,6 @@ def continue_run_folder(trainer: Namespace, ckpt_path: str) -> None:
         args.version = run_dir.name
 
 
-def bf16_is_fast(accelerator: str | object = "auto") -> bool:
-    """Whether bf16 autocast runs natively here: a bf16 GPU, or a CPU with AVX512-BF16 or AMX."""
-    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    if accelerator in ("auto", "cpu"):
-        cpu = torch.cpu
-        return any(
-            getattr(cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-        )
-    return False
-
-
-def default_precision(accelerator: str | object = "auto") -> str:
-    """``bf16-mixed`` where the hardware runs it natively, else ``32-true``; ``--trainer.precision`` overrides."""
-    return "bf16-mixed" if bf16_is_fast(accelerator) else "32-true"
-
-
 def quiet_known_warnings() -> None:
     """Hide ``KNOWN_WARNINGS`` in this process (the command line's: importing catdog_pl changes no filter)."""
     for message, category in KNOWN_WARNINGS:
@@ -118,7 +149,9 @@ def quiet_known_warnings() -> None:
 def main(args: ArgsType = None) -> CatDogCLI | None:
     """Run the CLI on ``args`` (``sys.argv[1:]`` when ``None``); problems with the user's files exit with one line."""
     argv = sys.argv[1:] if args is None else list(args)
-    prepare_process()  # malloc thresholds, denormals, NVML probe: before any work (catdog_pl.process)
+    # Denormal floats to zero before any tensor work (PyTorch's CPU threads take the mode from this thread when
+    # they start): Adam's moment estimates turn denormal late in a run, and its step was then 5-10x slower.
+    torch.set_flush_denormal(True)
     quiet_known_warnings()
     try:
         if argv[:1] == ["prepare"]:
@@ -132,9 +165,10 @@ def main(args: ArgsType = None) -> CatDogCLI | None:
             report_main(argv[1:])
             return None
         return CatDogCLI(
-            CatDogClassifier,
+            CatDogModule,
             CatDogDataModule,
             seed_everything_default=SEED,
+            save_config_callback=SaveConfigWithRun,
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"description": DESCRIPTION},
             args=args,

@@ -13,7 +13,7 @@ from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 
-from catdog_pl.cache import CachedImages, available_cores, cache_nbytes, decode_all, passthrough_collate
+from catdog_pl.cache import CachedImages, cache_nbytes, decode_all, passthrough_collate
 from catdog_pl.errors import DataLayoutError, InputError
 from catdog_pl.folders import (
     LAYOUT,
@@ -26,7 +26,8 @@ from catdog_pl.folders import (
     scan,
 )
 from catdog_pl.images import DEFAULT_MAX_PIXELS, load_rgb
-from catdog_pl.prediction import PredictionSet, expand_inputs
+from catdog_pl.inputs import PredictionSet, expand_inputs
+from catdog_pl.threads import available_cores
 from catdog_pl.transforms import (
     DEFAULT_SHEAR,
     DEFAULT_ZOOM,
@@ -72,6 +73,7 @@ class CatDogDataModule(LightningDataModule):
     Args:
         data_dir: folder holding ``training_set/{cats,dogs}`` and ``test_set/{cats,dogs}``.
         image_size: side of the square images the network sees (Keras ``target_size``); follows the model's.
+        interpolation: ``bilinear`` or ``bicubic``, the filter that squashes each photo; follows the model's.
         batch_size: images per batch, per process under DDP (Keras ``batch_size``).
         num_workers: DataLoader worker processes when streaming; ``None`` picks from the CPU cores (the cached
             path needs none).
@@ -95,6 +97,7 @@ class CatDogDataModule(LightningDataModule):
         self,
         data_dir: str = "dataset",
         image_size: int = 64,
+        interpolation: str = "bilinear",
         batch_size: int = 32,
         num_workers: int | None = None,
         val_split: float = 0.0,
@@ -113,7 +116,9 @@ class CatDogDataModule(LightningDataModule):
         super().__init__()
         if not 0.0 <= val_split < 1.0:
             raise DataLayoutError(f"val_split must be in [0, 1), got {val_split}")
-        self.save_hyperparameters()
+        # The preprocessing is the model's (linked by the command line), logged and saved with it.
+        self.save_hyperparameters(ignore=["image_size", "interpolation"])
+        self.image_size, self.interpolation = image_size, interpolation
         self.data_dir = Path(data_dir)
         self.batch_size = batch_size
         self.class_names: list[str] | None = None
@@ -124,6 +129,7 @@ class CatDogDataModule(LightningDataModule):
         self.predict_set: PredictionSet | None = None
         self.batch_augment = BatchTrainAugment(image_size, zoom, shear, hflip)
         self.skipped = SkippedImages()
+        self._log_dir: str | None = None
 
     @property
     def num_workers(self) -> int:
@@ -141,8 +147,7 @@ class CatDogDataModule(LightningDataModule):
     @property
     def report_path(self) -> Path | None:
         """``skipped_images.csv`` in the run folder, or ``None`` without a trainer and logger."""
-        log_dir = self.trainer.log_dir if self.trainer is not None else None
-        return Path(log_dir) / "skipped_images.csv" if log_dir else None
+        return Path(self._log_dir) / "skipped_images.csv" if self._log_dir else None
 
     def _folder(self, split: str, transform: Callable, min_size: int) -> SafeImageFolder:
         loader = partial(load_rgb, min_size=min_size, max_pixels=self.hparams.max_image_pixels)
@@ -170,7 +175,12 @@ class CatDogDataModule(LightningDataModule):
         name = Path(folder.root).name
         if side is not None:
             images, errors = decode_all(
-                paths, side, desc=f"decoding {name}", max_pixels=hp.max_image_pixels, progress=self.progress
+                paths,
+                side,
+                desc=f"decoding {name}",
+                max_pixels=hp.max_image_pixels,
+                progress=self.progress,
+                interpolation=self.interpolation,
             )
         else:
             images = None
@@ -201,57 +211,50 @@ class CatDogDataModule(LightningDataModule):
 
     def setup(self, stage: str) -> None:
         hp = self.hparams
+        # trainer.log_dir is a collective under DDP: asked once here, where every process comes, and kept.
+        self._log_dir = self.trainer.log_dir if self.trainer is not None else None
         if stage == "predict":
             if not hp.predict_path:
                 raise InputError("predict needs images: pass --data.predict_path <file | folder | glob>")
             self.cached = False
-            self.predict_set = PredictionSet(expand_inputs(hp.predict_path), hp.image_size, hp.max_image_pixels)
-            self._set_threads()
+            inputs = expand_inputs(hp.predict_path)
+            self.predict_set = PredictionSet(inputs, self.image_size, hp.max_image_pixels, self.interpolation)
             return
         self.class_names = check_layout(self.data_dir)
-        source = train_source_size(hp.image_size, hp.zoom)
-        eval_transform = build_eval_transform(hp.image_size)
+        source = train_source_size(self.image_size, hp.zoom)
+        eval_transform = build_eval_transform(self.image_size, self.interpolation)
         held_out = hp.val_split > 0
         if stage in ("fit", "validate"):
-            train = self._folder(TRAIN_DIR, build_train_transform(hp.image_size, hp.zoom, hp.shear, hp.hflip), source)
-            val = None if held_out else self._folder(TEST_DIR, eval_transform, hp.image_size)
+            train = self._folder(
+                TRAIN_DIR,
+                build_train_transform(self.image_size, hp.zoom, hp.shear, hp.hflip, self.interpolation),
+                source,
+            )
+            val = None if held_out else self._folder(TEST_DIR, eval_transform, self.image_size)
             n_val = round(len(train) * hp.val_split) if held_out else len(val)
-            self.cached = self._use_cache([(len(train), source), (n_val, hp.image_size)])
+            self.cached = self._use_cache([(len(train), source), (n_val, self.image_size)])
             train_images = self._screen(train, source if self.cached else None) if stage == "fit" or held_out else None
             if held_out:
                 train_idx, val_idx = stratified_split(train.targets, hp.val_split, hp.seed)
                 val = copy.copy(train)
                 val.transform = eval_transform
-                val.loader = partial(load_rgb, min_size=hp.image_size, max_pixels=hp.max_image_pixels)
+                val.loader = partial(load_rgb, min_size=self.image_size, max_pixels=hp.max_image_pixels)
                 val.keep(val_idx)
                 train.keep(train_idx)
                 train_images = train_images[train_idx] if train_images is not None else None
                 # Its files were screened with training_set's: decode them at eval size, or stream them as they are.
-                val_images = self._screen(val, hp.image_size) if self.cached else None
+                val_images = self._screen(val, self.image_size) if self.cached else None
             else:
-                val_images = self._screen(val, hp.image_size if self.cached else None)
+                val_images = self._screen(val, self.image_size if self.cached else None)
             self.train_set = self._dataset(train, train_images) if stage == "fit" else None
             self.val_set = self._dataset(val, val_images)
         if stage == "test":
-            test = self._folder(TEST_DIR, eval_transform, hp.image_size)
-            self.cached = self._use_cache([(len(test), hp.image_size)])
-            self.test_set = self._dataset(test, self._screen(test, hp.image_size if self.cached else None))
-        self._set_threads()
+            test = self._folder(TEST_DIR, eval_transform, self.image_size)
+            self.cached = self._use_cache([(len(test), self.image_size)])
+            self.test_set = self._dataset(test, self._screen(test, self.image_size if self.cached else None))
         path = "cached in memory" if self.cached else "streaming from disk"
         rank_zero_info(f"catdog_pl: {path} ({getattr(stage, 'value', stage)})")
         self._write_report()
-
-    def _set_threads(self) -> None:
-        """Never more threads than cores: the processes of this machine (DDP on the CPU) share its cores, and
-        streaming workers each take one."""
-        cores = available_cores()
-        trainer = self.trainer
-        if trainer is not None and trainer.world_size > 1 and trainer.strategy.root_device.type == "cpu":
-            cores = max(1, cores // max(1, trainer.num_devices))
-        if not self.cached and self.hparams.num_workers is None:
-            cores = max(1, cores - self.num_workers)
-        if cores < torch.get_num_threads():
-            torch.set_num_threads(cores)
 
     def _write_report(self) -> None:
         """Rank 0 writes the report; another rank writes its own file only for files that failed in its shard."""

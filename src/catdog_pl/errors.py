@@ -16,8 +16,12 @@ class ImageError(CatDogError, OSError):
 
 
 class CheckpointError(CatDogError, ValueError):
-    """A file given as a checkpoint is not a catdog_pl checkpoint."""
+    """A file given as a checkpoint is not a catdog_pl checkpoint, or does not fit the configuration."""
 
 
 class InputError(CatDogError, ValueError):
     """Prediction inputs that name nothing to predict: a missing path, a folder or glob without images."""
+
+
+class OutputError(CatDogError, OSError):
+    """A result (CSV, report, export) cannot be written; the message starts with its path."""

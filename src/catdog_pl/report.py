@@ -13,18 +13,24 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
+from PIL import Image
 
+from catdog_pl.cache import decode_all
 from catdog_pl.errors import InputError
+from catdog_pl.evaluation import confusion_counts, format_accuracy, worst_mistakes
 from catdog_pl.folders import TEST_DIR, TRAIN_DIR, SafeImageFolder, check_layout
-from catdog_pl.prediction import Classifier, label_of
-from catdog_pl.visualize import confusion_counts
+from catdog_pl.images import load_rgb
+from catdog_pl.labels import label_for, label_of, probability_name
+from catdog_pl.prediction import Predictor
+from catdog_pl.render import captioned_grid, confusion_image, mistake_caption, to_uint8_images
+from catdog_pl.threads import available_cores
+from catdog_pl.transforms import BatchTrainAugment, train_source_size
 
 CURVES = (("loss", "loss"), ("acc", "accuracy"), ("auroc", "AUROC"), ("f1", "F1"))
 
@@ -72,14 +78,15 @@ def epoch_series(scalars: dict, tag: str) -> tuple[list[int], list[float]]:
 
 
 def plot_curves(scalars: dict, output: Path) -> Path | None:
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the process's matplotlib backend is left alone
 
     lr_tags = [tag for tag in scalars if tag.startswith("lr-")]
     panels = [(key, title) for key, title in CURVES if f"train/{key}" in scalars or f"val/{key}" in scalars]
     if not panels:
         return None
-    fig, axes = plt.subplots(1, len(panels) + bool(lr_tags), figsize=(4.2 * (len(panels) + bool(lr_tags)), 3.6))
-    axes = np.atleast_1d(axes)
+    columns = len(panels) + bool(lr_tags)
+    fig = Figure(figsize=(4.2 * columns, 3.6))
+    axes = np.atleast_1d(fig.subplots(1, columns))
     for ax, (key, title) in zip(axes, panels, strict=False):
         for stage, style in (("train", "-o"), ("val", "-s")):
             epochs, values = epoch_series(scalars, f"{stage}/{key}")
@@ -95,97 +102,49 @@ def plot_curves(scalars: dict, output: Path) -> Path | None:
         axes[-1].grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(output, dpi=100)
-    plt.close(fig)
     return output
 
 
-def plot_confusion(counts: np.ndarray, class_names: Sequence[str], title: str, output: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    labels = [label_of(name) for name in class_names]
-    fig, ax = plt.subplots(figsize=(4.4, 4))
-    ax.imshow(counts, cmap="Blues")
-    for (true, pred), value in np.ndenumerate(counts):
-        share = value / max(counts[true].sum(), 1)
-        colour = "white" if value > counts.max() / 2 else "black"
-        ax.text(pred, true, f"{value}\n({share:.0%} of {labels[true]}s)", ha="center", va="center", color=colour)
-    ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=labels, yticklabels=labels, xlabel="predicted", ylabel="true")
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(output, dpi=100)
-    plt.close(fig)
+def save_png(array: np.ndarray, output: Path) -> Path:
+    Image.fromarray(array).save(output)
     return output
 
 
-def plot_mistakes(rows: list[tuple[str, int, float]], class_names: Sequence[str], threshold: float, output: Path):
-    """Photos (as they are on disk) of the worst mistakes: (path, true label, p_dog), worst first."""
-    import matplotlib.pyplot as plt
-    from PIL import Image
-
-    columns = 4
-    lines = max(1, -(-len(rows) // columns))
-    fig, axes = plt.subplots(lines, columns, figsize=(3.2 * columns, 3.5 * lines), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, (path, true, p_dog) in zip(axes.flat, rows, strict=False):
-        with Image.open(path) as img:
-            img.thumbnail((256, 256))
-            ax.imshow(np.asarray(img.convert("RGB")))
-        predicted = label_of(class_names[int(p_dog >= threshold)])
-        confidence = p_dog if p_dog >= threshold else 1 - p_dog
-        ax.set_title(
-            f"{Path(path).name}\ntrue {label_of(class_names[true])}, predicted {predicted}\n"
-            f"p_dog {p_dog:.2f} ({confidence:.0%} sure)",
-            fontsize=9,
-            color="darkred",
-        )
-    fig.suptitle("Worst mistakes on the test set (highest loss first)")
-    fig.tight_layout()
-    fig.savefig(output, dpi=100)
-    plt.close(fig)
-    return output
+def photo_thumbnails(paths: Sequence[str], side: int = 192) -> list[np.ndarray]:
+    """The photos as they are on disk, each fitted into ``side`` x ``side`` (aspect kept)."""
+    thumbnails = []
+    for path in paths:
+        img = load_rgb(path, min_size=side)
+        img.thumbnail((side, side))
+        thumbnails.append(np.asarray(img))
+    return thumbnails
 
 
-def plot_augmented(data_dir: Path, image_size: int, class_names: Sequence[str], output: Path, count: int = 16):
-    import matplotlib.pyplot as plt
-
-    from catdog_pl.cache import decode_all
-    from catdog_pl.transforms import BatchTrainAugment, train_source_size
-
+def augmented_batch(data_dir: Path, predictor: Predictor, count: int = 16) -> tuple[list[np.ndarray], list[str]]:
+    """Training photos as the network sees them (zoom, shear, flip at its input size), with their labels."""
     folder = SafeImageFolder(str(data_dir / TRAIN_DIR))
     picks = np.random.default_rng(0).choice(len(folder.samples), size=min(count, len(folder.samples)), replace=False)
     samples = [folder.samples[i] for i in picks]
-    images, _ = decode_all([path for path, _ in samples], train_source_size(image_size))
-    torch.manual_seed(0)
-    augmented = BatchTrainAugment(image_size)(images)
-    columns = 8
-    fig, axes = plt.subplots(-(-len(samples) // columns), columns, figsize=(1.7 * columns, 2.0 * -(-len(samples) // 8)))
-    for ax in np.atleast_1d(axes).flat:
-        ax.axis("off")
-    for ax, image, (_, target) in zip(np.atleast_1d(axes).flat, augmented, samples, strict=False):
-        ax.imshow(image.permute(1, 2, 0).numpy())
-        ax.set_title(label_of(class_names[target]), fontsize=9)
-    fig.suptitle(f"Training images as the network sees them ({image_size}x{image_size}, zoom, shear, flip)")
-    fig.tight_layout()
-    fig.savefig(output, dpi=100)
-    plt.close(fig)
-    return output
+    size = predictor.image_size
+    images, _ = decode_all(
+        [path for path, _ in samples], train_source_size(size), interpolation=predictor.interpolation, progress=False
+    )
+    augmented = BatchTrainAugment(size)(images, generator=torch.Generator().manual_seed(0))
+    return to_uint8_images(augmented), [label_of(predictor.class_names[target]) for _, target in samples]
 
 
-def evaluate(classifier: Classifier, data_dir: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+def evaluate(predictor: Predictor, data_dir: Path) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """(paths, targets, class-1 probabilities) of the readable test photos."""
     folder = SafeImageFolder(str(data_dir / TEST_DIR))
     paths = [path for path, _ in folder.samples]
-    rows = classifier.predict_many(paths, num_workers=min(2, os.cpu_count() or 1))
+    rows = predictor.predict_many(paths, num_workers=min(2, available_cores()))
     ok = [i for i, row in enumerate(rows) if row.ok]
-    targets = np.array([folder.targets[i] for i in ok])
-    return [paths[i] for i in ok], targets, np.array([rows[i].p_dog for i in ok])
+    targets = torch.tensor([folder.targets[i] for i in ok], dtype=torch.long)
+    return [paths[i] for i in ok], targets, torch.tensor([rows[i].probability for i in ok])
 
 
 def report(target: Path, out: Path | None = None, data_dir: Path | None = None, worst: int = 12) -> Path:
     """Write the report of a run folder or checkpoint into ``out``; return the Markdown page's path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     run, checkpoint = find_run(target)
     if data_dir is None and run is not None and (run / "config.yaml").is_file():
         data_dir = Path(yaml.safe_load((run / "config.yaml").read_text())["data"]["data_dir"])
@@ -193,8 +152,8 @@ def report(target: Path, out: Path | None = None, data_dir: Path | None = None, 
         raise InputError(f"{target}: no run config.yaml to read data_dir from; pass --data_dir")
     out = out or Path("reports") / (run.name if run is not None else checkpoint.stem)
     out.mkdir(parents=True, exist_ok=True)
-    classifier = Classifier.from_checkpoint(checkpoint)
-    names, threshold = classifier.class_names, classifier.threshold
+    predictor = Predictor.from_checkpoint(checkpoint)
+    names, threshold = predictor.class_names, predictor.threshold
     check_layout(data_dir, (TEST_DIR,))
     sections = [f"# Report: {run or checkpoint}", "", f"Checkpoint `{checkpoint}`, test photos from `{data_dir}`.", ""]
 
@@ -207,26 +166,28 @@ def report(target: Path, out: Path | None = None, data_dir: Path | None = None, 
         if plot_curves(scalars, out / "curves.png"):
             sections += ["", "![training curves](curves.png)", ""]
 
-    paths, targets, p_dog = evaluate(classifier, data_dir)
-    counts = confusion_counts(torch.from_numpy(p_dog), torch.from_numpy(targets), threshold)
-    accuracy = np.trace(counts) / counts.sum()
-    sections += ["## Test set", "", f"{len(paths)} photos, accuracy **{accuracy:.3f}** at threshold {threshold:g}.", ""]
-    title = f"{len(paths)} test photos, accuracy {accuracy:.3f}"
-    plot_confusion(counts, names, title, out / "confusion_matrix.png")
+    paths, targets, probs = evaluate(predictor, data_dir)
+    counts = confusion_counts(probs, targets, threshold)
+    accuracy = format_accuracy(int(counts.trace()), int(counts.sum()))
+    sections += ["## Test set", "", f"Accuracy **{accuracy}** (95 % Wilson interval) at threshold {threshold:g}.", ""]
+    title = f"{len(paths)} test photos, accuracy {accuracy}"
+    save_png(confusion_image(counts, names, title), out / "confusion_matrix.png")
     sections += ["![confusion matrix](confusion_matrix.png)", ""]
-    losses = -np.log(np.clip(np.where(targets == 1, p_dog, 1 - p_dog), 1e-7, 1))
-    wrong = np.nonzero((p_dog >= threshold).astype(int) != targets)[0]
-    ranked = wrong[np.argsort(-losses[wrong])][:worst]
-    if len(ranked):
-        rows = [(paths[i], int(targets[i]), float(p_dog[i])) for i in ranked]
-        plot_mistakes(rows, names, threshold, out / "worst_mistakes.png")
+    ranked = worst_mistakes(probs, targets, threshold, worst).tolist()
+    if ranked:
+        rows = [(paths[i], int(targets[i]), float(probs[i])) for i in ranked]
+        captions = [f"{Path(path).name}\n{mistake_caption(p, true, names, threshold)}" for path, true, p in rows]
+        save_png(
+            captioned_grid(photo_thumbnails([r[0] for r in rows]), captions, columns=4), out / "worst_mistakes.png"
+        )
+        column = probability_name(names)
         sections += ["## Worst mistakes", "", "![worst mistakes](worst_mistakes.png)", "",
-                     "| photo | true | predicted | p_dog |", "| --- | --- | --- | --- |"]  # fmt: skip
+                     f"| photo | true | predicted | {column} |", "| --- | --- | --- | --- |"]  # fmt: skip
         for path, true, p in rows:
-            sections.append(f"| {path} | {label_of(names[true])} | {label_of(names[int(p >= threshold)])} | {p:.3f} |")
+            sections.append(f"| {path} | {label_of(names[true])} | {label_for(p, names, threshold)} | {p:.3f} |")
         sections.append("")
     if (data_dir / TRAIN_DIR).is_dir():
-        plot_augmented(data_dir, classifier.image_size, names, out / "augmented_batch.png")
+        save_png(captioned_grid(*augmented_batch(data_dir, predictor)), out / "augmented_batch.png")
         sections += ["## Augmented training images", "", "![augmented batch](augmented_batch.png)", ""]
     page = out / "index.md"
     page.write_text("\n".join(sections))

@@ -32,7 +32,7 @@ import math
 import torch
 from torchvision.transforms import v2
 
-from catdog_pl.cache import host_to_device
+from catdog_pl.devices import host_to_device
 
 #: Keras's ``zoom_range`` and ``shear_range`` of the original.
 DEFAULT_ZOOM = 0.2
@@ -52,11 +52,15 @@ def train_source_size(image_size: int, zoom: float = DEFAULT_ZOOM) -> int:
     return math.ceil(image_size / (1.0 - zoom) - 1e-9)
 
 
-def build_eval_transform(image_size: int = 64) -> v2.Compose:
-    """Squash to ``image_size`` x ``image_size`` and scale to [0, 1]; used by validate, test and predict alike."""
+INTERPOLATION = {"bilinear": v2.InterpolationMode.BILINEAR, "bicubic": v2.InterpolationMode.BICUBIC}
+
+
+def build_eval_transform(image_size: int = 64, interpolation: str = "bilinear") -> v2.Compose:
+    """Squash to ``image_size`` x ``image_size`` and scale to [0, 1]; used by validate, test and predict alike
+    (on a PIL image, ``Resize`` is PIL's resize: :func:`~catdog_pl.images.squash`)."""
     return v2.Compose(
         [
-            v2.Resize((image_size, image_size), antialias=True),
+            v2.Resize((image_size, image_size), interpolation=INTERPOLATION[interpolation], antialias=True),
             v2.ToImage(),
             v2.ToDtype(torch.float32, scale=True),
         ]
@@ -64,14 +68,18 @@ def build_eval_transform(image_size: int = 64) -> v2.Compose:
 
 
 def build_train_transform(
-    image_size: int = 64, zoom: float = DEFAULT_ZOOM, shear: float = DEFAULT_SHEAR, hflip: bool = True
+    image_size: int = 64,
+    zoom: float = DEFAULT_ZOOM,
+    shear: float = DEFAULT_SHEAR,
+    hflip: bool = True,
+    interpolation: str = "bilinear",
 ) -> v2.Compose:
     """The original's augmentation, one PIL image at a time (see the module docstring for the mapping)."""
     scale, ratio = zoom_to_crop(zoom)
     source = train_source_size(image_size, zoom)
     return v2.Compose(
         [
-            v2.Resize((source, source), antialias=True),
+            v2.Resize((source, source), interpolation=INTERPOLATION[interpolation], antialias=True),
             v2.RandomResizedCrop(image_size, scale=scale, ratio=ratio, antialias=True),
             v2.RandomAffine(degrees=0.0, shear=shear),
             v2.RandomHorizontalFlip(0.5 if hflip else 0.0),
@@ -82,7 +90,12 @@ def build_train_transform(
 
 
 def sample_crop_boxes(
-    batch: int, side: int, scale: tuple[float, float], ratio: tuple[float, float], device: torch.device | None = None
+    batch: int,
+    side: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    device: torch.device | None = None,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """``RandomResizedCrop.get_params`` for a batch of ``side`` x ``side`` images, each drawn independently.
 
@@ -90,8 +103,10 @@ def sample_crop_boxes(
     fits wins; an image with no fitting try gets the central crop. Returns ``(B, 4)`` boxes ``(top, left, h, w)``.
     """
     tries = 10
-    area = side * side * torch.empty(batch, tries, device=device).uniform_(*scale)
-    log_ratio = torch.empty(batch, tries, device=device).uniform_(math.log(ratio[0]), math.log(ratio[1]))
+    area = side * side * torch.empty(batch, tries, device=device).uniform_(*scale, generator=generator)
+    log_ratio = torch.empty(batch, tries, device=device).uniform_(
+        math.log(ratio[0]), math.log(ratio[1]), generator=generator
+    )
     aspect = torch.exp(log_ratio)
     w = torch.sqrt(area * aspect).round()
     h = torch.sqrt(area / aspect).round()
@@ -102,8 +117,8 @@ def sample_crop_boxes(
     # Fallback: the whole image, clipped to the ratio range (a square image lies inside any range containing 1).
     w = torch.where(found, w, torch.full_like(w, side))
     h = torch.where(found, h, torch.full_like(h, side))
-    top = torch.floor(torch.rand(batch, device=device) * (side - h + 1))
-    left = torch.floor(torch.rand(batch, device=device) * (side - w + 1))
+    top = torch.floor(torch.rand(batch, device=device, generator=generator) * (side - h + 1))
+    left = torch.floor(torch.rand(batch, device=device, generator=generator) * (side - w + 1))
     return torch.stack([top, left, h, w], dim=1)
 
 
@@ -127,12 +142,14 @@ class BatchTrainAugment(torch.nn.Module):
         self.shear = shear
         self.flip_p = 0.5 if hflip else 0.0
 
-    def sample(self, batch: int, side: int, device: torch.device | None = None) -> dict[str, torch.Tensor]:
+    def sample(
+        self, batch: int, side: int, device: torch.device | None = None, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
         """Draw per-image parameters: crop boxes ``(B, 4)``, shear in degrees ``(B,)``, flips ``(B,)`` bool."""
         return {
-            "boxes": sample_crop_boxes(batch, side, self.scale, self.ratio, device),
-            "shear": torch.empty(batch, device=device).uniform_(-self.shear, self.shear),
-            "flip": torch.rand(batch, device=device) < self.flip_p,
+            "boxes": sample_crop_boxes(batch, side, self.scale, self.ratio, device, generator),
+            "shear": torch.empty(batch, device=device).uniform_(-self.shear, self.shear, generator=generator),
+            "flip": torch.rand(batch, device=device, generator=generator) < self.flip_p,
         }
 
     @staticmethod
@@ -154,11 +171,11 @@ class BatchTrainAugment(torch.nn.Module):
         theta[:, 1, 2] = cy
         return theta
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         batch, _, side, _ = images.shape
         # The parameters are drawn and composed on the CPU even for a GPU batch: two dozen ops on a few numbers
         # cost less there than as many GPU kernel launches. Only the (B, 2, 3) maps travel, without a wait.
-        theta = host_to_device(self.theta(self.sample(batch, side), side), images.device)
+        theta = host_to_device(self.theta(self.sample(batch, side, generator=generator), side), images.device)
         grid = torch.nn.functional.affine_grid(
             theta, [batch, 3, self.image_size, self.image_size], align_corners=False
         )  # (B, 64, 64, 2)
