@@ -8,20 +8,23 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 from torchmetrics import MetricCollection
-from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryConfusionMatrix, BinaryF1Score
+from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score
 
 from catdog_pl.backbones import create_backbone, head_parameters, resolve_preprocessing
-from catdog_pl.evaluation import format_accuracy, wilson_interval
+from catdog_pl.evaluation import confusion_counts, format_accuracy, wilson_interval
 from catdog_pl.labels import check_threshold
+from catdog_pl.shards import gather_shards
 
 
 def stage_metrics(stage: str, threshold: float = 0.5) -> MetricCollection:
-    """The metrics logged for a stage once an epoch: ``{stage}/acc``, ``{stage}/auroc`` and ``{stage}/f1``."""
+    """The metrics logged for a stage once an epoch: ``{stage}/acc``, ``{stage}/auroc`` and ``{stage}/f1``. They are
+    updated with every process's images at once (:func:`~catdog_pl.shards.gather_shards`), so they do not sync."""
+    options = {"validate_args": False, "sync_on_compute": False}
     return MetricCollection(
         {
-            "acc": BinaryAccuracy(threshold, validate_args=False),
-            "auroc": BinaryAUROC(validate_args=False),
-            "f1": BinaryF1Score(threshold, validate_args=False),
+            "acc": BinaryAccuracy(threshold, **options),
+            "auroc": BinaryAUROC(**options),
+            "f1": BinaryF1Score(threshold, **options),
         },
         prefix=f"{stage}/",
     )
@@ -98,7 +101,6 @@ class CatDogModule(LightningModule):
         self.train_metrics = stage_metrics("train", threshold)
         self.val_metrics = stage_metrics("val", threshold)
         self.test_metrics = stage_metrics("test", threshold)
-        self.test_counts = BinaryConfusionMatrix(threshold, validate_args=False)
         self._outputs: dict[str, list[tuple[torch.Tensor, ...]]] = {"train": [], "val": [], "test": []}
         self.example_input_array = torch.zeros(2, 3, prep.image_size, prep.image_size)
 
@@ -173,19 +175,31 @@ class CatDogModule(LightningModule):
         if self.hparams.tta:
             probs = self.probabilities(batch[0])
         self._outputs["test"].append((losses, probs, targets))
-        self.test_counts.update(probs, targets)
         return {"probs": probs, "targets": targets}
 
     def _log_epoch(self, stage: str) -> None:
         outputs, self._outputs[stage] = self._outputs[stage], []
-        if not outputs or self.trainer.sanity_checking:  # two batches of one class: no metric to speak of
+        if self.trainer.sanity_checking:  # two batches of one class: no metric to speak of
             return
-        losses, probs, targets = (torch.cat(parts) for parts in zip(*outputs, strict=True))
+        if outputs:
+            losses, probs, targets = (torch.cat(parts) for parts in zip(*outputs, strict=True))
+        else:  # every file of this process's shard was unreadable: it still takes part in the gathering
+            losses = probs = torch.empty(0, device=self.device)
+            targets = torch.empty(0, dtype=torch.long, device=self.device)
+        # Every process's images, on every process: the figures are of the whole set, the same everywhere.
+        losses, probs, targets = gather_shards(self.trainer, (losses, probs, targets))
+        if not len(targets):
+            return
         metrics = getattr(self, f"{stage}_metrics")
-        metrics.update(probs, targets)
-        # sync_dist: under DDP the loss is averaged over every process (the shards are of equal size).
-        self.log(f"{stage}/loss", losses.mean(), prog_bar=stage != "test", sync_dist=True)
+        metrics.update(probs.to(self.device), targets.to(self.device))
+        self.log(f"{stage}/loss", losses.mean().to(self.device), prog_bar=stage != "test")
         self.log_dict(metrics, prog_bar=stage == "val")
+        if stage == "test":
+            counts = confusion_counts(probs, targets, self.hparams.threshold)
+            correct, total = int(counts.trace()), int(counts.sum())
+            low, high = wilson_interval(correct, total)
+            self.log_dict({"test/acc_low95": low, "test/acc_high95": high, "test/n": float(total)})
+            rank_zero_info(f"test accuracy {format_accuracy(correct, total)}")
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
@@ -195,12 +209,6 @@ class CatDogModule(LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
-        counts = self.test_counts.compute()  # every process's images
-        self.test_counts.reset()
-        correct, total = int(counts.trace()), int(counts.sum())
-        low, high = wilson_interval(correct, total)
-        self.log_dict({"test/acc_low95": low, "test/acc_high95": high, "test/n": float(total)}, sync_dist=False)
-        rank_zero_info(f"test accuracy {format_accuracy(correct, total)}")
 
     def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor, list[str]], batch_idx: int) -> dict:
         """Class-1 probabilities with each image's input index and read error (see ``PredictionSet``)."""

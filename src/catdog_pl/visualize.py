@@ -19,18 +19,9 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from catdog_pl.evaluation import confusion_counts, worst_mistakes
 from catdog_pl.labels import label_of
 from catdog_pl.render import captioned_grid, confusion_image, counts_markdown, mistake_caption, to_uint8_images
+from catdog_pl.shards import gather_shards
 
 HP_METRICS = ("hp/val_acc", "hp/val_auroc", "hp/val_loss")
-
-
-def gather_shards(trainer: Trainer, parts: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-    """Every process's ``parts`` concatenated (on the CPU), shards of any size; ``parts`` itself in one process.
-    A collective under DDP: every process must call it."""
-    if trainer.world_size <= 1:
-        return parts
-    shards: list = [None] * trainer.world_size
-    torch.distributed.all_gather_object(shards, tuple(part.cpu() for part in parts))
-    return tuple(torch.cat(columns) for columns in zip(*shards, strict=True))
 
 
 class RunVisualizer(Callback):
