@@ -9,8 +9,10 @@ from pathlib import Path
 
 import torch
 from jsonargparse import Namespace
+from lightning.pytorch import Trainer
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
+from catdog_pl.checkpointing import use_atomic_checkpoint_io
 from catdog_pl.data import CatDogDataModule
 from catdog_pl.errors import CatDogError
 from catdog_pl.module import CatDogClassifier
@@ -51,6 +53,11 @@ class CatDogCLI(LightningCLI):
         if ckpt_path and (subcommand != "fit" or os.path.exists(ckpt_path)):
             check_checkpoint(ckpt_path)
         super()._parse_ckpt_path()
+
+    def instantiate_trainer(self, **kwargs: object) -> Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        use_atomic_checkpoint_io(trainer.strategy)  # a save killed midway leaves the previous checkpoint in place
+        return trainer
 
     def after_predict(self) -> None:
         writer = next(cb for cb in self.trainer.callbacks if isinstance(cb, PredictionWriter))
