@@ -14,6 +14,7 @@ from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCL
 
 from catdog_pl.checkpointing import use_atomic_checkpoint_io
 from catdog_pl.data import CatDogDataModule
+from catdog_pl.ddp_watchdog import PeerWatchdog
 from catdog_pl.errors import CatDogError
 from catdog_pl.module import CatDogClassifier
 from catdog_pl.prediction import PredictionWriter, check_checkpoint
@@ -57,6 +58,7 @@ class CatDogCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: object) -> Trainer:
         trainer = super().instantiate_trainer(**kwargs)
         use_atomic_checkpoint_io(trainer.strategy)  # a save killed midway leaves the previous checkpoint in place
+        trainer.callbacks.append(PeerWatchdog())  # under DDP, a dead process stops the others with a message
         return trainer
 
     def after_predict(self) -> None:
