@@ -4,8 +4,11 @@ checkpoint readable, the run resumes from it, and no temporary file outlives a s
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -37,6 +40,34 @@ torch.save = save_half_then_die
 from catdog_pl.cli import main
 main(sys.argv[1:])
 """
+
+
+# Run as `python -c DYING_SAVE target stock|atomic` with TMPDIR on another filesystem than `target`: saves epoch 1,
+# then dies (os._exit) inside the save of epoch 2, wherever the bytes are being written to the target's filesystem:
+# inside torch.save into a named file (ours), or inside the copy that moves fsspec's temporary file (Lightning's).
+DYING_SAVE = """
+import io, os, shutil, sys, torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from catdog_pl.checkpointing import AtomicCheckpointIO
+checkpoint_io = {"stock": TorchCheckpointIO, "atomic": AtomicCheckpointIO}[sys.argv[2]]()
+checkpoint_io.save_checkpoint({"epoch": 1, "weight": torch.ones(1_000_000)}, sys.argv[1])
+real_save = torch.save
+def save_half_then_die(obj, f, *args, **kwargs):
+    if not hasattr(f, "name"):
+        return real_save(obj, f, *args, **kwargs)
+    buffer = io.BytesIO()
+    real_save(obj, buffer, *args, **kwargs)
+    f.write(buffer.getvalue()[: buffer.tell() // 2])
+    f.flush()
+    os._exit(9)
+def copy_half_then_die(source, destination, length=0):
+    destination.write(source.read(1_000_000))
+    destination.flush()
+    os._exit(9)
+torch.save, shutil.copyfileobj, shutil._USE_CP_SENDFILE = save_half_then_die, copy_half_then_die, False
+checkpoint_io.save_checkpoint({"epoch": 2, "weight": torch.ones(1_000_000)}, sys.argv[1])
+"""
+OTHER_FILESYSTEM = "/dev/shm"
 
 
 def state(value: float) -> dict:
@@ -89,6 +120,32 @@ def test_remote_paths_keep_lightnings_saving(monkeypatch):
     assert saved == ["memory://run/last.ckpt"]
     with pytest.raises(TypeError, match="storage_options"):
         AtomicCheckpointIO().save_checkpoint(state(1.0), "last.ckpt", storage_options={"x": 1})
+
+
+@pytest.mark.skipif(
+    not os.path.isdir(OTHER_FILESYSTEM) or os.stat(OTHER_FILESYSTEM).st_dev == os.stat(tempfile.gettempdir()).st_dev,
+    reason=f"needs {OTHER_FILESYSTEM} on another filesystem than pytest's tmp_path",
+)
+@pytest.mark.parametrize("kind, survives", [("atomic", True), ("stock", False)])
+def test_a_kill_inside_a_save_with_the_temporary_folder_on_another_filesystem(tmp_path, kind, survives):
+    """Why this plugin exists, pinned: Lightning's own save loses last.ckpt here (if it stops, the plugin can go)."""
+    target = tmp_path / "last.ckpt"
+    temporaries = Path(OTHER_FILESYSTEM) / f"catdog-{os.getpid()}-{kind}"
+    temporaries.mkdir()
+    try:
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "TMPDIR": str(temporaries)}
+        died = subprocess.run([sys.executable, "-c", DYING_SAVE, str(target), kind], env=env, capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+        leftovers = os.listdir(temporaries)
+    finally:
+        shutil.rmtree(temporaries)
+    assert died.returncode == 9, died.stderr[-2000:]
+    try:
+        epoch = torch.load(target, weights_only=True)["epoch"]
+    except RuntimeError:  # "PytorchStreamReader failed reading zip archive"
+        epoch = None
+    assert (epoch == 1) is survives
+    assert (leftovers == []) is survives  # Lightning's killed save also leaves its whole temporary file behind
 
 
 @pytest.mark.parametrize("extra", [[], DDP], ids=["one-process", "ddp"])

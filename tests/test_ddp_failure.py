@@ -95,6 +95,7 @@ def test_a_killed_rank_stops_the_run_with_a_message_and_it_resumes(tiny_data, tm
     resumed = subprocess.run([sys.executable, "-m", "catdog_pl", *args, "--ckpt_path", str(last)], cwd=tmp_path,
                              env=ENV, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "catdog_pl: rank" not in resumed.stderr  # no death reported when the run ends well
     final = torch.load(last, weights_only=True)
     assert final["epoch"] == EPOCHS - 1 and final["global_step"] == EPOCHS * 4  # 32 images / 2 ranks / batch 4
     assert not list(last.parent.glob(".*.tmp"))
