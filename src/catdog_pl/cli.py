@@ -11,11 +11,14 @@ from pathlib import Path
 
 import torch
 from jsonargparse import Namespace
+from lightning.pytorch import Trainer
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from catdog_pl.backbones import resolve_preprocessing
+from catdog_pl.checkpointing import use_atomic_checkpoint_io
 from catdog_pl.checkpoints import check_checkpoint, describe
 from catdog_pl.data import CatDogDataModule
+from catdog_pl.ddp_watchdog import PeerWatchdog
 from catdog_pl.devices import default_precision
 from catdog_pl.errors import CatDogError, CheckpointError
 from catdog_pl.module import CatDogModule
@@ -99,6 +102,12 @@ class CatDogCLI(LightningCLI):
         for key in EVALUATION_OPTIONS:
             if key in asked:
                 self.config[subcommand].model[key] = asked[key]
+
+    def instantiate_trainer(self, **kwargs: object) -> Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        use_atomic_checkpoint_io(trainer.strategy)  # a save killed midway leaves the previous checkpoint in place
+        trainer.callbacks.append(PeerWatchdog())  # under DDP, a dead process stops the others with a message
+        return trainer
 
     def after_predict(self) -> None:
         writer = next(cb for cb in self.trainer.callbacks if isinstance(cb, PredictionWriter))
