@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from catdog_pl import __version__
+from catdog_pl.errors import InputError
 from catdog_pl.images import DEFAULT_MAX_PIXELS, load_rgb
 from catdog_pl.prediction import Classifier, label_of
 
@@ -182,8 +183,29 @@ class OnnxRunner:
     def __init__(self, path: str | os.PathLike) -> None:
         import onnxruntime  # the optional [onnx] extra
 
-        self.session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
-        self.card = ModelCard.from_metadata(self.session.get_modelmeta().custom_metadata_map)
+        if not os.path.isfile(path):
+            raise InputError(f"{path}: no such ONNX file")
+        try:
+            self.session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
+            self.card = ModelCard.from_metadata(self.session.get_modelmeta().custom_metadata_map)
+        except Exception as error:  # onnxruntime's own types for a bad file; KeyError for foreign metadata
+            raise InputError(
+                f"{path}: not an ONNX file from catdog_pl export ({type(error).__name__}: {error})"
+            ) from None
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         return self.session.run(["probabilities"], {"image": images})[0]
+
+
+def open_runner(
+    ckpt_path: str | os.PathLike | None = None, onnx_path: str | os.PathLike | None = None
+) -> tuple[TorchRunner | OnnxRunner, ModelCard]:
+    """The probability function and card of a checkpoint (PyTorch) or of an exported file (onnxruntime)."""
+    if (ckpt_path is None) == (onnx_path is None):
+        raise ValueError("give exactly one of ckpt_path and onnx_path")
+    if onnx_path is not None:
+        runner = OnnxRunner(onnx_path)
+        return runner, runner.card
+    classifier = load_classifier(ckpt_path)
+    card = ModelCard.of(classifier, checkpoint_metrics(ckpt_path))
+    return TorchRunner(classifier, card), card
