@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import catdog_pl
 from catdog_pl.cli import main
 
 from .conftest import CONFIG, make_dataset
@@ -68,8 +69,13 @@ class Server:
 
     def __enter__(self) -> Server:
         self.log = open(self.log_path, "w")
+        # The package under test, whatever the current folder: PYTHONPATH=src is relative.
+        source = str(Path(catdog_pl.__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "catdog_pl", *self.args],
+            cwd=self.log_path.parent,
+            env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: the finally below reaches every worker
