@@ -191,12 +191,15 @@ def build_server(
     batch_timeout: float = 0.005,
     workers: int = 1,
     setup_delay: float = 0.0,
+    fast_queue: bool = False,
 ) -> CatDogServer:
     """The server, its routes and its rules; the model is read here once for ``/info`` and loaded by the worker."""
     runner, card = open_runner(ckpt_path, onnx_path)
     del runner  # the worker loads its own
     api = CatDogAPI(ckpt_path, onnx_path, max_batch_size, batch_timeout, setup_delay)
-    server = CatDogServer(api, accelerator="cpu", workers_per_device=workers, info_path="/litserve/info")
+    server = CatDogServer(
+        api, accelerator="cpu", workers_per_device=workers, info_path="/litserve/info", fast_queue=fast_queue
+    )
     server.uvicorn_graceful_timeout = 5
     app = server.app
     app.state.upload_rules = UploadRules(card, int(max_upload_mb * 1024 * 1024))
@@ -253,6 +256,7 @@ def main(args: Sequence[str] | None = None) -> None:
         "--batch_timeout", type=float, default=0.005, help="seconds a batch waits to fill up (default: 0.005)"
     )
     parser.add_argument("--workers", type=int, default=1, help="inference processes (default: 1)")
+    parser.add_argument("--fast_queue", action="store_true", help="LitServe's ZeroMQ queue (needs pyzmq)")
     parser.add_argument("--log_level", default="warning", choices=("debug", "info", "warning", "error"))
     parser.add_argument("--setup_delay", type=float, default=0.0, help=argparse.SUPPRESS)  # tests only
     options = parser.parse_args(args)
@@ -264,6 +268,7 @@ def main(args: Sequence[str] | None = None) -> None:
         options.batch_timeout,
         options.workers,
         options.setup_delay,
+        options.fast_queue,
     )
     # SIGTERM (a service manager's, a test's) shuts LitServe down as Ctrl+C does: workers stopped, port freed.
     signal.signal(signal.SIGTERM, stop_like_ctrl_c)
