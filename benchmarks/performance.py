@@ -27,6 +27,7 @@ import lightning as L
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from catdog_pl.process import prepare_process  # noqa: E402
 from common import ROOT, SHARED_DATA, machine, table, table_rows  # noqa: E402
 
 from catdog_pl.cache import decode_all  # noqa: E402
@@ -35,7 +36,6 @@ from catdog_pl.data import CatDogDataModule  # noqa: E402
 from catdog_pl.folders import TEST_DIR, TRAIN_DIR, SafeImageFolder  # noqa: E402
 from catdog_pl.model import SeedCNN  # noqa: E402
 from catdog_pl.module import CatDogClassifier  # noqa: E402
-from catdog_pl.process import prepare_process  # noqa: E402
 
 CONFIG = ROOT / "configs" / "cnn.yaml"
 # Where `fit` would train: the data and step sections time the work there (augmentation and steps on the GPU).

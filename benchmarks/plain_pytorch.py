@@ -15,12 +15,12 @@ import argparse
 import time
 
 import torch
+from catdog_pl.process import prepare_process
 
 from catdog_pl.cli import bf16_is_fast
 from catdog_pl.data import CatDogDataModule
 from catdog_pl.model import SeedCNN
 from catdog_pl.module import stage_metrics
-from catdog_pl.process import prepare_process
 
 
 class PlainLoop:

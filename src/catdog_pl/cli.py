@@ -173,6 +173,9 @@ def main(args: ArgsType = None) -> CatDogCLI | None:
 
             report_main(argv[1:])
             return None
+        if argv[:1] in (["export"], ["serve"]):  # catdog_pl.export.main, catdog_pl.serve.main
+            __import__(f"catdog_pl.{argv[0]}", fromlist=["main"]).main(argv[1:])
+            return None
         return CatDogCLI(
             CatDogModule,
             CatDogDataModule,

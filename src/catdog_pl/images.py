@@ -3,6 +3,7 @@ the files it cannot read."""
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from collections.abc import Callable
@@ -59,9 +60,10 @@ def verify_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) 
 def read_image(path: str | os.PathLike, use: Callable[[Image.Image], T], max_pixels: int = DEFAULT_MAX_PIXELS) -> T:
     """Open ``path`` and return ``use(image)``, with the checks every reader shares: an empty file, PIL's
     decompression-bomb guard and ``max_pixels`` are refused before decoding, and any failure becomes one
-    :class:`ImageError` that starts with the path and says why."""
+    :class:`ImageError` that starts with the path and says why. ``path`` may be an ``io.BytesIO`` (an upload):
+    its ``str()`` then names it in the messages."""
     try:
-        if os.path.getsize(path) == 0:
+        if (path.getbuffer().nbytes if isinstance(path, io.BytesIO) else os.path.getsize(path)) == 0:
             raise ImageError(f"{path}: empty file (0 bytes)")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -1,0 +1,119 @@
+"""Helpers for the export, serve and browser tests: one tiny trained checkpoint, and the real server in a subprocess."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import catdog_pl
+from catdog_pl.cli import main
+
+from .helpers import CONFIG, make_dataset
+
+
+def train_tiny_model(root: Path) -> tuple[Path, Path]:
+    """(checkpoint, data folder): one epoch through the CLI on generated bright dogs and dark cats."""
+    data = make_dataset(root / "data", n_train=16, n_test=8)
+    main(["fit", "--config", str(CONFIG), "--data.data_dir", str(data), "--trainer.max_epochs", "1",
+          "--data.batch_size", "8", "--trainer.enable_progress_bar", "false",
+          "--trainer.enable_model_summary", "false", "--trainer.default_root_dir", str(root),
+          "--trainer.logger.init_args.save_dir", str(root)])  # fmt: skip
+    return root / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", data
+
+
+def tiny_model(tmp_path_factory) -> tuple[Path, Path]:
+    """:func:`train_tiny_model`, trained once per test session and shared by the test modules that ask for it."""
+    root = tmp_path_factory.getbasetemp() / "tiny_model"
+    checkpoint = root / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    if checkpoint.is_file():
+        return checkpoint, root / "data"
+    return train_tiny_model(root)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    """(status, body) of a GET; HTTP errors are answers too."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+class Server:
+    """``python -m catdog_pl serve ...`` on a free loopback port, stopped (SIGTERM, then SIGKILL) on exit.
+
+    ``health_seen`` lists the distinct ``/health`` statuses met while waiting for 200, in order.
+    """
+
+    def __init__(self, *args: str, log: Path, startup_s: float = 120.0) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.args = ["serve", *args, "--host", "127.0.0.1", "--port", str(self.port)]
+        self.log_path = log
+        self.startup_s = startup_s
+        self.health_seen: list[int] = []
+
+    def __enter__(self) -> Server:
+        self.log = open(self.log_path, "w")
+        # The package under test, whatever the current folder: PYTHONPATH=src is relative.
+        source = str(Path(catdog_pl.__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "catdog_pl", *self.args],
+            cwd=self.log_path.parent,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the finally below reaches every worker
+        )
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log_path.read_text()}")
+            try:
+                status, _ = get(f"{self.url}/health", timeout=2.0)
+            except OSError:
+                status = 0  # not listening yet
+            if not self.health_seen or self.health_seen[-1] != status:
+                self.health_seen.append(status)
+            if status == 200:
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"server not healthy after {self.startup_s} s:\n{self.log_path.read_text()}")
+
+    def stop(self) -> None:
+        try:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.process.wait(timeout=20)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)  # whatever of its group is left
+            self.process.wait(timeout=10)
+            self.log.close()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
