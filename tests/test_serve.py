@@ -12,9 +12,8 @@ from catdog_pl.cli import main
 from catdog_pl.inputs import expand_inputs
 from catdog_pl.prediction import Predictor
 
-from .helpers import write_image
+from .helpers import png_bomb, write_image
 from .serving import Server, tiny_model
-from .helpers import png_bomb
 
 pytest.importorskip("litserve", reason="the [serve] extra (litserve, python-multipart) is not installed")
 requests = pytest.importorskip("requests", reason="the tests' HTTP client, requests, is not installed")

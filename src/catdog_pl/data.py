@@ -24,10 +24,11 @@ from catdog_pl.folders import (
     check_layout,
     collate_skip_bad,
     scan,
+    stratified_split,
 )
 from catdog_pl.images import DEFAULT_MAX_PIXELS, load_rgb
 from catdog_pl.inputs import PredictionSet, expand_inputs
-from catdog_pl.threads import available_cores
+from catdog_pl.threads import default_num_workers
 from catdog_pl.transforms import (
     DEFAULT_SHEAR,
     DEFAULT_ZOOM,
@@ -38,22 +39,8 @@ from catdog_pl.transforms import (
 )
 
 
-def stratified_split(targets: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Split indices into (train, val) keeping each class's share; the same seed gives the same split."""
-    generator = torch.Generator().manual_seed(seed)
-    targets_t = torch.as_tensor(targets)
-    train, val = [], []
-    for label in torch.unique(targets_t).tolist():
-        members = torch.nonzero(targets_t == label).flatten()
-        members = members[torch.randperm(len(members), generator=generator)]
-        n_val = round(len(members) * fraction)
-        val += members[:n_val].tolist()
-        train += members[n_val:].tolist()
-    return sorted(train), sorted(val)
-
-
 class CatDogDataModule(LightningDataModule):
-    """Cats and dogs from folders laid out as the original's ``training_set/`` and ``test_set/``.
+    """Two classes of photos from folders laid out as the original's ``training_set/`` and ``test_set/``.
 
     Two data paths give the same images to the network:
 
@@ -75,8 +62,7 @@ class CatDogDataModule(LightningDataModule):
         image_size: side of the square images the network sees (Keras ``target_size``); follows the model's.
         interpolation: ``bilinear`` or ``bicubic``, the filter that squashes each photo; follows the model's.
         batch_size: images per batch, per process under DDP (Keras ``batch_size``).
-        num_workers: DataLoader worker processes when streaming; ``None`` picks from the CPU cores (the cached
-            path needs none).
+        num_workers: DataLoader worker processes when streaming; ``None`` picks from the CPU cores.
         val_split: 0 validates on ``test_set`` as the original did; above 0 holds out that fraction of
             ``training_set`` (stratified, seeded) and keeps ``test_set`` for ``test`` alone.
         seed: seed of the ``val_split`` hold-out.
@@ -122,10 +108,8 @@ class CatDogDataModule(LightningDataModule):
         self.data_dir = Path(data_dir)
         self.batch_size = batch_size
         self.class_names: list[str] | None = None
-        self.cached: bool | None = None
-        self.train_set: Dataset | None = None
-        self.val_set: Dataset | None = None
-        self.test_set: Dataset | None = None
+        self.cached: bool | None = None  # whether setup decoded the photos into memory
+        self.train_set = self.val_set = self.test_set = None  # Datasets, assigned by setup
         self.predict_set: PredictionSet | None = None
         self.batch_augment = BatchTrainAugment(image_size, zoom, shear, hflip)
         self.skipped = SkippedImages()
@@ -174,14 +158,12 @@ class CatDogDataModule(LightningDataModule):
         paths = [path for path, _ in folder.samples]
         name = Path(folder.root).name
         if side is not None:
-            images, errors = decode_all(
-                paths,
-                side,
-                desc=f"decoding {name}",
-                max_pixels=hp.max_image_pixels,
-                progress=self.progress,
-                interpolation=self.interpolation,
-            )
+            options = {
+                "max_pixels": hp.max_image_pixels,
+                "progress": self.progress,
+                "interpolation": self.interpolation,
+            }
+            images, errors = decode_all(paths, side, desc=f"decoding {name}", **options)
         else:
             images = None
             errors = scan(paths, hp.full_scan, hp.max_image_pixels, desc=f"checking {name}", progress=self.progress)
@@ -316,8 +298,3 @@ class CatDogDataModule(LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._dataloader(self.predict_set, batch_size=self.hparams.predict_batch_size)
-
-
-def default_num_workers() -> int:
-    """Streaming workers that leave one core to the training process: 0 on one core, 1 on two, at most 8."""
-    return max(0, min(available_cores() - 1, 8))

@@ -152,3 +152,17 @@ class SkippedImages:
     def write(self, output: str | os.PathLike) -> Path:
         rows = ([path, message[len(path) + 2 :], when] for path, (message, when) in self.entries.items())
         return write_csv_atomic(output, ("path", "reason", "when"), rows)
+
+
+def stratified_split(targets: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Split indices into (train, val) keeping each class's share; the same seed gives the same split."""
+    generator = torch.Generator().manual_seed(seed)
+    targets_t = torch.as_tensor(targets)
+    train, val = [], []
+    for label in torch.unique(targets_t).tolist():
+        members = torch.nonzero(targets_t == label).flatten()
+        members = members[torch.randperm(len(members), generator=generator)]
+        n_val = round(len(members) * fraction)
+        val += members[:n_val].tolist()
+        train += members[n_val:].tolist()
+    return sorted(train), sorted(val)

@@ -14,6 +14,11 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def default_num_workers() -> int:
+    """Streaming DataLoader workers that leave one core to the training process: 0 on one core, 1 on two, at most 8."""
+    return max(0, min(available_cores() - 1, 8))
+
+
 def thread_map(
     function: Callable, items: Sequence, desc: str, threads: int | None = None, progress: bool = True
 ) -> Iterator:
