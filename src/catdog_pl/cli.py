@@ -21,6 +21,7 @@ from catdog_pl.data import CatDogDataModule
 from catdog_pl.ddp_watchdog import PeerWatchdog
 from catdog_pl.devices import default_precision
 from catdog_pl.errors import CatDogError, CheckpointError
+from catdog_pl.evaluation import format_accuracy
 from catdog_pl.module import CatDogModule
 from catdog_pl.prediction import PredictionWriter
 
@@ -108,6 +109,12 @@ class CatDogCLI(LightningCLI):
         use_atomic_checkpoint_io(trainer.strategy)  # a save killed midway leaves the previous checkpoint in place
         trainer.callbacks.append(PeerWatchdog())  # under DDP, a dead process stops the others with a message
         return trainer
+
+    def after_test(self) -> None:
+        metrics = self.trainer.callback_metrics
+        if self.trainer.is_global_zero and "test/n" in metrics:
+            total = int(metrics["test/n"])
+            print(f"test accuracy {format_accuracy(round(float(metrics['test/acc']) * total), total)}", flush=True)
 
     def after_predict(self) -> None:
         writer = next(cb for cb in self.trainer.callbacks if isinstance(cb, PredictionWriter))

@@ -22,7 +22,8 @@ def wilson_interval(successes: int, total: int, z: float = 1.959964) -> tuple[fl
     p = successes / total
     centre = (p + z * z / (2 * total)) / (1 + z * z / total)
     half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return max(0.0, centre - half), min(1.0, centre + half)
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    return low, 1.0 if successes == total else min(1.0, centre + half)
 
 
 def format_accuracy(correct: int, total: int) -> str:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import torch
 from lightning.pytorch import LightningModule
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score
 
 from catdog_pl.backbones import create_backbone, head_parameters, resolve_preprocessing
-from catdog_pl.evaluation import confusion_counts, format_accuracy, wilson_interval
+from catdog_pl.evaluation import confusion_counts, wilson_interval
 from catdog_pl.labels import check_threshold
 from catdog_pl.shards import gather_shards
 
@@ -199,7 +199,6 @@ class CatDogModule(LightningModule):
             correct, total = int(counts.trace()), int(counts.sum())
             low, high = wilson_interval(correct, total)
             self.log_dict({"test/acc_low95": low, "test/acc_high95": high, "test/n": float(total)})
-            rank_zero_info(f"test accuracy {format_accuracy(correct, total)}")
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
