@@ -101,11 +101,11 @@ def test_export_refuses_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
     assert not (tmp_path / "m.onnx").exists()
 
 
-def test_the_docs_onnx_example_runs_in_a_fresh_process(exported, tmp_path):
-    """docs_use_a_model.md's onnxruntime + numpy + Pillow example, as written, on a generated photo."""
+def test_the_readme_onnx_example_runs_in_a_fresh_process(exported, tmp_path):
+    """The README's onnxruntime + numpy + Pillow example, as written, on a generated photo."""
     path, _, data = exported
-    text = (ROOT / "docs_use_a_model.md").read_text()
-    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    code = next(block for block in blocks if "import onnxruntime" in block)
     photo = next((data / "test_set" / "dogs").glob("*.jpg"))
     script = code.replace('"model.onnx"', repr(str(path))).replace('"photo.jpg"', repr(str(photo)))
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)

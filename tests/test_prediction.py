@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import pickle
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from catdog_pl import csvfile
 from catdog_pl.cli import main
 from catdog_pl.errors import CheckpointError, ImageError, InputError
 from catdog_pl.images import load_rgb
@@ -223,3 +225,40 @@ def test_expand_inputs_by_suffix_any_case(tmp_path):
     assert expand_inputs(str(tmp_path / "a" / "*.JPG")) == [str(tmp_path / "a" / "B.JPG")]
     with pytest.raises(InputError, match="no such file or folder"):
         expand_inputs(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("trouble", ["not-a-folder", "disk-full"])
+def test_a_csv_that_cannot_be_written_is_an_error_naming_it(trained, tmp_path, capsys, monkeypatch, trouble):
+    checkpoint, data = trained
+    if trouble == "not-a-folder":  # (as root, a read-only folder is still writable: a file in the way is not)
+        (tmp_path / "out").write_text("a file where the folder should be")
+        output = tmp_path / "out" / "predictions.csv"
+    else:
+        output = tmp_path / "predictions.csv"
+
+        class FullDisk:
+            def writerow(self, row):
+                pass
+
+            def writerows(self, rows):
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(csvfile.csv, "writer", lambda handle: FullDisk())
+    with pytest.raises(SystemExit) as info:
+        run_cli("predict", "--ckpt_path", checkpoint, "--data.predict_path", data / "test_set",
+                "--prediction.output", output)  # fmt: skip
+    assert info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith(f"catdog_pl: error: {output}: cannot write the CSV")
+    assert not output.with_name(output.name + ".partial").exists()
+
+
+def test_test_and_predict_without_a_logger_leave_the_working_folder_clean(trained, tmp_path, monkeypatch):
+    checkpoint, data = trained
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    run_cli("test", "--ckpt_path", checkpoint, "--data.data_dir", data)
+    run_cli("predict", "--ckpt_path", checkpoint, "--data.predict_path", data / "test_set",
+            "--prediction.output", tmp_path / "p.csv")  # fmt: skip
+    assert sorted(p.name for p in work.iterdir()) == []  # no config.yaml, no lightning_logs
