@@ -6,14 +6,17 @@
 #
 # DATA_DIR defaults to ../shared/data/cats_vs_dogs (where the slow tests look too), LOG_DIR to gpu_check/.
 # In order, each part bounded so that the whole ends within SECONDS (default 480): the GPU, the GPU tests
-# (tests/test_gpu.py), the benchmark table (benchmarks/performance.py, which then times everything on the GPU),
-# a 5-epoch fit under Lightning's simple profiler, the fast test suite, torch.compile's train step, the slow
-# suite. Logs go to LOG_DIR.
+# (tests/test_gpu.py), the benchmark table (benchmarks/performance.py: data, step, eval on the GPU and the fit of
+# configs/cnn.yaml for 3 seeds; denormals is a CPU section and skips itself), a 5-epoch fit under Lightning's simple
+# profiler, the fast test suite, torch.compile's train step, each config's fit and accuracy (benchmarks/models.py),
+# the slow suite. Logs go to LOG_DIR, with a copy of the results CSV the benchmarks wrote
+# (benchmarks/results/<machine>.csv, e.g. gpu-nvidia-h200.csv). benchmarks/compare_fit.py is not run here: it needs
+# the git history for its worktree.
 set -u
 DATA=${1:-../shared/data/cats_vs_dogs}
 LOGS=${2:-gpu_check}
 BUDGET=${3:-480}
-PARTS=${PARTS:-test_gpu performance profile tests_fast compile tests_slow}
+PARTS=${PARTS:-test_gpu performance profile tests_fast compile models tests_slow}
 mkdir -p "$LOGS"
 export PYTHONUNBUFFERED=1
 
@@ -48,8 +51,8 @@ torchmetrics.__version__, 'cuda', torch.version.cuda, 'bf16', torch.cuda.is_bf16
 part test_gpu 90 python -m pytest tests/test_gpu.py tests/test_prediction.py tests/test_cli.py -k "gpu or predict or help" \
     -q -rs -p no:cacheprovider
 tail -n 3 "$LOGS/test_gpu.log" 2>/dev/null
-# Two runs of each loop in fresh processes, not four: each pays ~11 s of imports there. Rows print as measured.
-part performance 270 python benchmarks/performance.py --data_dir "$DATA" --repeats 2
+# Rows print as measured and are written to the results CSV at once, so a part cut short keeps its rows.
+part performance 240 python benchmarks/performance.py --data_dir "$DATA"
 grep '^|' "$LOGS/performance.log" 2>/dev/null
 part profile 60 python -m catdog_pl fit --config configs/cnn.yaml --data.data_dir "$DATA" --trainer.max_epochs 5 \
     --trainer.profiler simple --trainer.enable_progress_bar false --trainer.logger.init_args.save_dir "$(mktemp -d)"
@@ -58,5 +61,8 @@ part tests_fast 150 python -m pytest -q -p no:cacheprovider
 tail -n 5 "$LOGS/tests_fast.log" 2>/dev/null
 part compile 90 python benchmarks/performance.py --data_dir "$DATA" --sections step --compile
 grep '^|' "$LOGS/compile.log" 2>/dev/null
+part models 150 python benchmarks/models.py --data_dir "$DATA"
+grep '^|\|skipped' "$LOGS/models.log" 2>/dev/null | tail -n 8
 part tests_slow 300 python -m pytest -m slow -q -p no:cacheprovider
 tail -n 5 "$LOGS/tests_slow.log" 2>/dev/null
+cp benchmarks/results/*.csv "$LOGS/" 2>/dev/null

@@ -6,19 +6,17 @@ Without --ckpt_path an untrained model is used (it costs the same to run). The s
 free 127.0.0.1 port; clients are threads of this process, each with one keep-alive connection (http.client), posting
 the 1000 ``test_set`` photos as raw ``image/jpeg`` bodies: 1 client (one photo at a time), 16 and 64 at once. Each
 scenario sends every photo once; it reports images per second, p50 and p99 latency, and errors (any status but
-200). The same run times ``predict_many`` on the same photos, and the README-style ONNX example (Python start,
+200). The same run times ``predict_many`` on the same photos, and the README's ONNX example (Python start,
 onnxruntime import, one photo) in fresh processes. Clients and server share the machine's cores, as they would on
-one host. Writes ``benchmarks/results/serve_<host>.csv``.
+one host. Prints a Markdown table and writes its rows to ``benchmarks/results/<machine>.csv`` (section ``serve``).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import http.client
 import os
-import platform
 import re
 import signal
 import socket
@@ -31,26 +29,13 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, SHARED_DATA, machine  # noqa: E402
+from common import ROOT, SHARED_DATA, Results, untrained_checkpoint  # noqa: E402
 
 from catdog_pl.export import export_onnx  # noqa: E402
-from catdog_pl.inputs import expand_inputs
-from catdog_pl.module import CatDogModule  # noqa: E402
+from catdog_pl.inputs import expand_inputs  # noqa: E402
 from catdog_pl.prediction import Predictor  # noqa: E402
-
-COLUMNS = ("scenario", "clients", "images", "seconds", "images_per_s", "p50_ms", "p99_ms", "errors", "vs_offline")
-
-
-def untrained_checkpoint(path: Path) -> Path:
-    import lightning
-
-    model = CatDogModule()
-    state = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}
-    torch.save({**state, "pytorch-lightning_version": lightning.__version__}, path)
-    return path
 
 
 def free_port() -> int:
@@ -130,9 +115,9 @@ def load(port: int, photos: list[bytes], clients: int) -> tuple[float, np.ndarra
 
 
 def onnx_fresh_process(model: Path, photo: Path, repeats: int = 3) -> list[dict[str, float]]:
-    """The docs' onnxruntime example in fresh processes: total wall time and its parts, in seconds."""
-    text = (ROOT / "docs_use_a_model.md").read_text()
-    example = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    """The README's onnxruntime example in fresh processes: total wall time and its parts, in seconds."""
+    text = (ROOT / "README.md").read_text()
+    example = next(block for block in re.findall(r"```python\n(.*?)```", text, re.S) if "import onnxruntime" in block)
     example = example.replace('"model.onnx"', repr(str(model))).replace('"photo.jpg"', repr(str(photo)))
     timed = (
         "import time\n_t0 = time.perf_counter()\nimport onnxruntime\n_t1 = time.perf_counter()\n"
@@ -194,28 +179,20 @@ def main() -> None:
         runs = onnx_fresh_process(model, Path(paths[0]))
     median = sorted(runs, key=lambda run: run["total"])[len(runs) // 2]
 
-    print(f"machine: {machine()}, {os.cpu_count()} CPUs (shared with whatever else runs)")
-    print(f"server: --max_batch_size {args.max_batch_size} --batch_timeout {args.batch_timeout}, 1 worker\n")
-    print("| scenario | images/s | p50 ms | p99 ms | errors | vs offline |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    results = Results("serve_load.py")
+    options = f"--max_batch_size {args.max_batch_size} --batch_timeout {args.batch_timeout} {args.server_args}"
+    section = f"serve ({options.strip()}, 1 worker)"
     for name, _, _, _, rate, p50, p99, errors, share in rows:
-        p50s, p99s = ("-", "-") if p50 is None else (f"{p50:.1f}", f"{p99:.1f}")
-        print(f"| {name} | {rate:.0f} | {p50s} | {p99s} | {errors} | {100 * share:.0f} % |")
-    print(
-        f"\nONNX example in a fresh process (median of {len(runs)}): {median['total']:.2f} s in all, of which "
-        f"onnxruntime import {median['import']:.2f} s and session + one photo {median['rest']:.2f} s"
-    )
-
-    out = ROOT / "benchmarks" / "results" / f"serve_{re.sub(r'[^A-Za-z0-9_.-]', '_', platform.node() or 'machine')}.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow([*COLUMNS, "machine"])
-        for row in rows:
-            writer.writerow([*(f"{v:.4g}" if isinstance(v, float) else ("" if v is None else v) for v in row),
-                             machine()])  # fmt: skip
-        writer.writerow(["onnx example, fresh process", 1, 1, f"{median['total']:.4g}", "", "", "", 0, "", machine()])
-    print(f"-> {out}")
+        results.add(section, f"{name}: throughput", rate, "images/s")
+        if p50 is not None:
+            results.add(section, f"{name}: p50 latency", p50, "ms")
+            results.add(section, f"{name}: p99 latency", p99, "ms")
+            results.add(section, f"{name}: vs offline predict_many", 100 * share, "%")
+        results.add(section, f"{name}: errors", errors, f"of {len(paths)}")
+    onnx = f"ONNX example in a fresh process, median of {len(runs)}"
+    results.add(section, f"{onnx}: total", median["total"], "s")
+    results.add(section, f"{onnx}: onnxruntime import", median["import"], "s")
+    results.add(section, f"{onnx}: session + one photo", median["rest"], "s")
 
 
 if __name__ == "__main__":

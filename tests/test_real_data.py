@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import shutil
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import torch
 
 from catdog_pl.cli import main
 
-from .helpers import CONFIG, QUIET, SHARED_DATA, add_bad_files, kill_after_epoch, make_bad_files, read_report
+from .helpers import CONFIG, QUIET, SHARED_DATA, add_bad_files, kill_after_epoch, make_bad_files, read_csv, read_report
 
 pytestmark = pytest.mark.slow
 
@@ -31,11 +30,6 @@ def original_run(tmp_path_factory) -> tuple[Path, float]:
     cli = main(["test", "--config", str(CONFIG), "--data.data_dir", str(SHARED_DATA), "--ckpt_path", str(last),
                 "--trainer.logger", "false", "--trainer.default_root_dir", str(root), *QUIET])  # fmt: skip
     return last, float(cli.trainer.callback_metrics["test/acc"])
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def test_25_epochs_reach_the_original_accuracy(original_run):

@@ -35,7 +35,7 @@ def default_preprocessing(backbone: str) -> Preprocessing:
     if backbone == "keras_cnn":
         return Preprocessing(64)  # Keras target_size=(64, 64), rescale=1/255
     if backbone == "scratch_resnet":
-        return Preprocessing(96, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+        return Preprocessing(80, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
     from timm.models import get_pretrained_cfg
 
     config = get_pretrained_cfg(backbone)

@@ -1,8 +1,9 @@
 """The command line: a ``LightningCLI`` over ``CatDogModule`` and ``CatDogDataModule``, and the subcommands
-beside it (``prepare``, ``report``)."""
+beside it (``prepare``, ``report``, ``export``, ``serve``)."""
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import os
 import sys
@@ -38,10 +39,13 @@ KNOWN_WARNINGS = (
 )
 DESCRIPTION = (
     "Train an image classifier from a folder of photos, look at what it learned, and use it on new photos. "
-    "Subcommands: fit, validate, test and predict (below), and prepare, which downloads the full public data set "
-    "into the expected layout, and report, which draws a run as PNGs and a Markdown page "
-    "(python -m catdog_pl prepare --help, report --help)."
+    "Subcommands: fit, validate, test and predict (below); prepare, which downloads the full public data set into "
+    "the expected layout; report, which draws a run as PNGs and a Markdown page; export, which writes an ONNX file; "
+    "and serve, an HTTP service with a web page (python -m catdog_pl prepare --help, and so on)."
 )
+#: Subcommands beside LightningCLI's: each the ``main(args)`` of its module, imported only when asked for (serve and
+#: export need optional extras).
+OWN_SUBCOMMANDS = ("prepare", "report", "export", "serve")
 #: Model options that belong to an evaluation, not to the weights: given on the command line or in a config, they
 #: win over the checkpoint's.
 EVALUATION_OPTIONS = ("tta",)
@@ -170,18 +174,8 @@ def main(args: ArgsType = None) -> CatDogCLI | None:
     torch.set_flush_denormal(True)
     quiet_known_warnings()
     try:
-        if argv[:1] == ["prepare"]:
-            from catdog_pl.prepare import main as prepare_main
-
-            prepare_main(argv[1:])
-            return None
-        if argv[:1] == ["report"]:
-            from catdog_pl.report import main as report_main
-
-            report_main(argv[1:])
-            return None
-        if argv[:1] in (["export"], ["serve"]):  # catdog_pl.export.main, catdog_pl.serve.main
-            __import__(f"catdog_pl.{argv[0]}", fromlist=["main"]).main(argv[1:])
+        if argv[:1] and argv[0] in OWN_SUBCOMMANDS:
+            importlib.import_module(f"catdog_pl.{argv[0]}").main(argv[1:])
             return None
         return CatDogCLI(
             CatDogModule,

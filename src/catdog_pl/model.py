@@ -85,20 +85,23 @@ class BasicBlock(nn.Module):
 
 class ScratchResNet(nn.Module):
     """A small ResNet for training from random weights on a CPU: a stride-2 stem, then one stage per width, each
-    halving the side after the first, global average pooling and one logit.
+    halving the side after the first, global average pooling and one logit. The defaults have 1,224,953 parameters.
 
     Args:
         widths: channels of each stage.
         blocks: basic blocks per stage.
+        stem: channels of the stem's stride-2 convolution (few: it runs at half the input's side).
         dropout: dropout before the last layer.
     """
 
-    def __init__(self, widths: Sequence[int] = (32, 64, 128, 256), blocks: int = 1, dropout: float = 0.0) -> None:
+    def __init__(
+        self, widths: Sequence[int] = (32, 64, 128, 256), blocks: int = 1, stem: int = 24, dropout: float = 0.0
+    ) -> None:
         super().__init__()
         self.stem = nn.Sequential(
-            nn.Conv2d(3, widths[0], 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()
+            nn.Conv2d(3, stem, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(stem), nn.ReLU()
         )
-        layers, channels = [], widths[0]
+        layers, channels = [], stem
         for stage, width in enumerate(widths):
             for block in range(blocks):
                 layers.append(BasicBlock(channels, width, stride=2 if stage > 0 and block == 0 else 1))

@@ -1,0 +1,105 @@
+"""The models side by side: each config's fit, its cost, and how its last.ckpt does on test_set, on the
+generalisation set ood_dev, and on the four single_prediction photos.
+
+    python benchmarks/models.py                              # configs/cnn.yaml, scratch.yaml, finetune.yaml
+    python benchmarks/models.py --configs configs/cnn.yaml   # one of them
+
+For each config (one that does not exist is skipped, with a line saying so): ``python -m catdog_pl fit --config
+<config> --data.data_dir <data> --trainer.enable_progress_bar false`` in a fresh process and a fresh temporary
+working folder, timed from fork to exit (start-up included) with its peak RSS (``wait4``). Its ``last.ckpt`` is
+then evaluated in this process with ``Predictor.predict_many`` (the preprocessing and labels of ``test`` and
+``predict``): accuracy with its 95 % Wilson interval on ``test_set/{cats,dogs}`` and on ``ood_dev/{cats,dogs}``
+(the true label is the folder's; an unreadable photo counts as wrong), and the labels given to
+``single_prediction/cat_or_dog_{1..4}.jpg`` (cat, dog, dog, cat). Prints a Markdown table and writes the rows to
+``benchmarks/results/<machine>.csv``, one section per config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, SHARED_DATA, Results, fit_command, last_checkpoint, run_process  # noqa: E402
+
+from catdog_pl.evaluation import format_accuracy, wilson_interval  # noqa: E402
+from catdog_pl.inputs import expand_inputs  # noqa: E402
+from catdog_pl.labels import label_of  # noqa: E402
+from catdog_pl.prediction import Predictor  # noqa: E402
+
+DEFAULT_CONFIGS = ("configs/cnn.yaml", "configs/scratch.yaml", "configs/finetune.yaml")
+SINGLE = {f"cat_or_dog_{i}.jpg": label for i, label in enumerate(("cat", "dog", "dog", "cat"), start=1)}
+
+
+def labelled_photos(split_dir: Path) -> tuple[list[str], list[str]]:
+    """Every photo under ``split_dir/<class folder>/`` and the label its folder names (``cats`` -> ``cat``)."""
+    paths, truths = [], []
+    for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        found = expand_inputs(class_dir)
+        paths += found
+        truths += [label_of(class_dir.name)] * len(found)
+    return paths, truths
+
+
+def accuracy(predictor: Predictor, split_dir: Path) -> tuple[int, int, int]:
+    """(correct, total, unreadable) of ``predictor`` on the class folders of ``split_dir``."""
+    paths, truths = labelled_photos(split_dir)
+    rows = predictor.predict_many(paths)
+    correct = sum(row.ok and row.label == truth for row, truth in zip(rows, truths, strict=True))
+    return correct, len(rows), sum(not row.ok for row in rows)
+
+
+def evaluate(results: Results, section: str, ckpt: Path, data_dir: Path) -> dict[str, str]:
+    predictor = Predictor.from_checkpoint(ckpt)
+    summary = {}
+    for split in ("test_set", "ood_dev"):
+        correct, total, unreadable = accuracy(predictor, data_dir / split)
+        low, high = wilson_interval(correct, total)
+        results.add(section, f"{split}: accuracy of last.ckpt", correct / max(total, 1))
+        results.add(section, f"{split}: 95 % Wilson interval", f"{low:.3f}-{high:.3f}")
+        results.add(section, f"{split}: photos (unreadable)", f"{total} ({unreadable})")
+        summary[split] = format_accuracy(correct, total)
+    single = data_dir / "single_prediction"
+    rows = predictor.predict_many([single / name for name in SINGLE])
+    labels = [row.label or "error" for row in rows]
+    right = sum(label == truth for label, truth in zip(labels, SINGLE.values(), strict=True))
+    results.add(section, "single_prediction 1-4: labels (truth cat dog dog cat)", " ".join(labels))
+    results.add(section, "single_prediction 1-4: right", right, f"of {len(SINGLE)}")
+    summary["single"] = f"{' '.join(labels)} ({right}/{len(SINGLE)})"
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", nargs="+", default=list(DEFAULT_CONFIGS))
+    parser.add_argument("--data_dir", type=Path, default=SHARED_DATA)
+    args = parser.parse_args()
+    data_dir = args.data_dir.resolve()
+    results = Results("models.py")
+    table = []
+    for name in args.configs:
+        config = (ROOT / name) if not Path(name).is_absolute() else Path(name)
+        if not config.exists():
+            print(f"{name}: does not exist (yet), skipped", flush=True)
+            continue
+        label = str(config.relative_to(ROOT)) if config.is_relative_to(ROOT) else str(config)
+        section = f"models: {label}"
+        with tempfile.TemporaryDirectory(prefix="models_") as tmp:
+            workdir = Path(tmp)
+            run = run_process(fit_command(config, data_dir), workdir)
+            results.add(section, "fit: wall incl. start-up", run.seconds, "s")
+            results.add(section, "fit: peak RSS", run.peak_rss_mb, "MB")
+            summary = evaluate(results, section, last_checkpoint(workdir), data_dir)
+        table.append((label, run.seconds, run.peak_rss_mb, summary))
+    if table:
+        print("\n| config | fit wall (s) | peak RSS (MB) | test_set acc (95 % CI, n) | ood_dev acc (95 % CI, n) "
+              "| single_prediction 1-4 (cat dog dog cat) |\n| --- | --- | --- | --- | --- | --- |")  # fmt: skip
+        for label, seconds, rss, summary in table:
+            print(f"| {label} | {seconds:.0f} | {rss:,.0f} | {summary['test_set']} | {summary['ood_dev']} "
+                  f"| {summary['single']} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
