@@ -120,5 +120,5 @@ def test_report_of_the_real_run(original_run, shared_data, tmp_path):
         with Image.open(tmp_path / "report" / name) as img:
             img.verify()
     text = page.read_text()
-    assert f"accuracy **{accuracy:.3f}**" in text  # the report's own evaluation agrees with test
+    assert f"Accuracy **{accuracy:.3f} (" in text  # the report's own evaluation agrees with test, with its interval
     assert text.count("| cat | dog |") + text.count("| dog | cat |") == 12  # the 12 worst mistakes, listed

