@@ -3,15 +3,13 @@ that stops working fails here. DDP lines run with 2 CPU processes, ``serve`` as 
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +19,8 @@ import torch
 from catdog_pl.cli import main
 from catdog_pl.inputs import expand_inputs
 
-from .helpers import ROOT, make_dataset, read_csv, write_image
+from .helpers import ROOT, make_dataset, read_csv, run_subprocess, write_image
+from .serving import Server
 
 README = ROOT / "README.md"
 #: Commands the README shows that this test does not run, by a piece of their text, and why.
@@ -89,48 +88,6 @@ def run_in_process(args: list[str], root: Path, capsys) -> str:
     return capsys.readouterr().out
 
 
-def run_subprocess(args: list[str], root: Path) -> str:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    result = subprocess.run([sys.executable, "-m", "catdog_pl", *args], cwd=root, env=env, capture_output=True,
-                            text=True, timeout=300)  # fmt: skip
-    assert result.returncode == 0, f"{shlex.join(args)}\n{result.stderr[-3000:]}"
-    return result.stdout
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(args: list[str], root: Path) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "catdog_pl", *args, "--port", str(port)], cwd=root,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
-                if answer.status == 200:
-                    return server, port
-        except OSError:
-            time.sleep(0.5)
-    stop_server(server)
-    pytest.fail(f"{shlex.join(args)} did not become healthy within 120 s")
-
-
-def stop_server(server: subprocess.Popen) -> None:
-    if server.poll() is None:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-
-
 def check(args: list[str], output: str, root: Path, started: float) -> None:
     """What the command must have produced, beyond exiting 0."""
     if args[0] == "fit":
@@ -155,8 +112,8 @@ def test_every_readme_command_runs_as_printed(workdir, capsys, monkeypatch):
     monkeypatch.chdir(workdir)
     commands = readme_commands()
     assert any("configs/ddp.yaml" in c for c in commands) and any(c.startswith("curl") for c in commands)
-    server, port, ran, skipped = None, None, [], []
-    try:
+    server, ran, skipped = None, [], []
+    with contextlib.ExitStack() as servers:
         for command in commands:
             reason = next((why for text, why in NOT_RUN.items() if text in command), None)
             if reason:
@@ -165,20 +122,17 @@ def test_every_readme_command_runs_as_printed(workdir, capsys, monkeypatch):
             started = time.time() - 1
             if command.startswith("curl"):
                 assert server is not None, "the README's curl line needs the serve line before it"
-                url = command.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+                url = command.replace("http://127.0.0.1:8000", server.url)
                 answer = subprocess.run(shlex.split(url), cwd=workdir, capture_output=True, text=True, timeout=60)
                 assert json.loads(answer.stdout)["label"] in ("cat", "dog"), answer.stdout + answer.stderr
             elif " serve " in f" {command} ":
-                server, port = start_server(as_tiny(command, workdir), workdir)
+                server = servers.enter_context(Server(*as_tiny(command, workdir)[1:], log=workdir / "serve.log"))
             else:
                 args = as_tiny(command, workdir)
                 distributed = "ddp" in command
-                output = run_subprocess(args, workdir) if distributed else run_in_process(args, workdir, capsys)
+                output = run_subprocess(args, workdir).stdout if distributed else run_in_process(args, workdir, capsys)
                 check(args, output, workdir, started)
             ran.append(command)
-    finally:
-        if server is not None:
-            stop_server(server)
     kinds = {shlex.split(command)[3] if command.startswith("python -m") else command.split()[0] for command in ran}
     assert kinds >= {"fit", "test", "predict", "report", "export", "serve", "curl"}, kinds
     assert any("ddp" in command for command in ran) and len(ran) + len(skipped) == len(commands)
