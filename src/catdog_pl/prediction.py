@@ -204,7 +204,7 @@ class Predictor:
             return self.model.probabilities(images.to(self.device)).float().cpu()
 
     def predict_many(
-        self, items: Sequence[str | os.PathLike | Image.Image], batch_size: int = 256, num_workers: int = 0
+        self, items: Sequence[str | os.PathLike | Image.Image], batch_size: int = 32, num_workers: int = 0
     ) -> list[Prediction]:
         """Many images in batches; unreadable files get a row with their error instead of raising."""
         dataset = PredictionSet(items, self.image_size, interpolation=self.interpolation)
