@@ -19,6 +19,7 @@ pytest.importorskip("litserve", reason="the [serve] extra (litserve, python-mult
 requests = pytest.importorskip("requests", reason="the tests' HTTP client, requests, is not installed")
 
 MAX_UPLOAD_MB = 1
+LAYOUT = ("--workers", "2", "--threads", "1", "--api_servers", "2")
 
 
 @pytest.fixture(scope="module")
@@ -28,11 +29,12 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def server(trained, tmp_path_factory):
-    """The PyTorch server; its model loads 2 s late, so that the test sees /health answer 503 first."""
+    """The PyTorch server, as two HTTP processes and two inference workers whatever the machine's cores; its model
+    loads 2 s late, so that the test sees /health answer 503 first."""
     checkpoint, _ = trained
     log = tmp_path_factory.mktemp("server") / "server.log"
     with Server("--ckpt_path", str(checkpoint), "--max_upload_mb", str(MAX_UPLOAD_MB), "--setup_delay", "2",
-                log=log) as running:  # fmt: skip
+                *LAYOUT, log=log) as running:  # fmt: skip
         yield running
 
 
@@ -105,7 +107,8 @@ def test_error_contract(server, tmp_path):
 
 
 def test_bad_requests_in_a_busy_batch_fail_alone(server, expected, tmp_path):
-    """Good and bad uploads at once: every good one gets its label, every bad one its 400."""
+    """Good and bad uploads at once, through both HTTP processes and both workers: every good one gets its own
+    answer (its file's name and label), every bad one its 400."""
     good = list(expected.items()) * 2
     bad = [b"", b"not an image", write_image(tmp_path / "g.jpg", np.random.default_rng(1), True).read_bytes()[:200]]
     jobs = [(path, None, label) for path, (label, _) in good] + [("bad.jpg", data, None) for data in bad * 4]
@@ -118,6 +121,7 @@ def test_bad_requests_in_a_busy_batch_fail_alone(server, expected, tmp_path):
             assert answer.status_code == 400 and "error" in answer.json()
         else:
             assert answer.status_code == 200 and answer.json()["label"] == label
+            assert answer.json()["file"] == Path(jobs[index][0]).name
 
 
 def test_info_describes_the_model(server):
@@ -125,6 +129,32 @@ def test_info_describes_the_model(server):
     assert info["classes"] == ["cats", "dogs"] and info["labels"] == ["cat", "dog"]
     assert info["image_size"] == 64 and info["backbone"] == "keras_cnn" and info["test_acc"] is None
     assert info["runtime"] == "pytorch" and info["resize"]["resample"] == "bilinear"
+    assert (info["workers"], info["threads_per_worker"], info["api_servers"]) == (2, 1, 2)
+
+
+def test_queues_between_the_processes_are_pipes(trained):
+    """The request and answer queues are multiprocessing pipes, not LitServe's manager proxies, each of whose calls
+    is a round trip to one more process (the load benchmark's main cost before)."""
+    from multiprocessing.queues import Queue
+
+    from catdog_pl.serve import build_server
+
+    server = build_server(str(trained[0]))
+    manager = server._init_manager(num_api_servers=2)
+    try:
+        assert isinstance(server.litapi_request_queues["/predict"], Queue)
+        assert [type(queue) for queue in server._transport._queues] == [Queue, Queue]
+    finally:
+        manager.shutdown()
+
+
+def test_a_request_logs_without_its_pixels():
+    """LitServe logs every request with an f-string; the decoded upload's repr stays one short line."""
+    from catdog_pl.uploads import DecodedUpload
+
+    assert repr(DecodedUpload(np.zeros((256, 256, 3), np.uint8), "cat.jpg")) == (
+        "DecodedUpload(file='cat.jpg', image=(256, 256, 3))"
+    )
 
 
 def test_page_is_served_at_the_root(server):
@@ -141,8 +171,9 @@ def test_onnx_server_gives_the_same_labels(trained, tmp_path):
     rows = Predictor.from_checkpoint(checkpoint, bf16=False).predict_many(expand_inputs(data / "test_set"))
     expected = {row.path: (row.label, row.probability) for row in rows}
     main(["export", "--ckpt_path", str(checkpoint), "--output", str(tmp_path / "model.onnx")])
-    with Server("--onnx", str(tmp_path / "model.onnx"), log=tmp_path / "server.log") as onnx_server:
-        assert requests.get(f"{onnx_server.url}/info", timeout=5).json()["runtime"] == "onnxruntime"
+    with Server("--onnx", str(tmp_path / "model.onnx"), "--workers", "1", log=tmp_path / "server.log") as onnx_server:
+        info = requests.get(f"{onnx_server.url}/info", timeout=5).json()
+        assert info["runtime"] == "onnxruntime" and (info["workers"], info["api_servers"]) == (1, 1)
         for path, (label, p_dog) in expected.items():
             body = post_file(onnx_server.url, path).json()
             assert body["label"] == label and body["probabilities"]["dog"] == pytest.approx(p_dog, abs=1e-5)

@@ -181,13 +181,16 @@ class TorchRunner:
 class OnnxRunner:
     """Probabilities from an exported ``model.onnx`` with onnxruntime; ``card`` is read from its metadata."""
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
         import onnxruntime  # the optional [onnx] extra
 
         if not os.path.isfile(path):
             raise InputError(f"{path}: no such ONNX file")
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads  # this session's own pool; 0 (the default) is one per core
         try:
-            self.session = onnxruntime.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
+            self.session = onnxruntime.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
             self.card = ModelCard.from_metadata(self.session.get_modelmeta().custom_metadata_map)
         except Exception as error:  # onnxruntime's own types for a bad file; KeyError for foreign metadata
             raise InputError(
@@ -199,13 +202,16 @@ class OnnxRunner:
 
 
 def open_runner(
-    ckpt_path: str | os.PathLike | None = None, onnx_path: str | os.PathLike | None = None
+    ckpt_path: str | os.PathLike | None = None,
+    onnx_path: str | os.PathLike | None = None,
+    onnx_threads: int | None = None,
 ) -> tuple[TorchRunner | OnnxRunner, ModelCard]:
-    """The probability function and card of a checkpoint (PyTorch) or of an exported file (onnxruntime)."""
+    """The probability function and card of a checkpoint (PyTorch) or of an exported file (onnxruntime, with
+    ``onnx_threads`` intra-op threads: all cores when ``None``)."""
     if (ckpt_path is None) == (onnx_path is None):
         raise ValueError("give exactly one of ckpt_path and onnx_path")
     if onnx_path is not None:
-        runner = OnnxRunner(onnx_path)
+        runner = OnnxRunner(onnx_path, onnx_threads)
         return runner, runner.card
     predictor = load_predictor(ckpt_path)
     card = ModelCard.of(predictor, checkpoint_metrics(ckpt_path))

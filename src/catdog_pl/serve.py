@@ -4,107 +4,44 @@ Endpoints: ``POST /predict`` (a multipart field ``file``, or the image bytes as 
 ``application/octet-stream`` type) answers ``{"label", "probabilities", "threshold", "file"}``; ``GET /health`` is
 503 until the model is loaded, then 200; ``GET /info`` describes the model; ``GET /`` is the page.
 
-How the work is split: the HTTP process reads the upload and decodes it with ``predict``'s recipe
-(:func:`~catdog_pl.runtime.prepare_image`), so a bad file is answered there (400) and never reaches a batch; the
-inference worker stacks the uint8 images of concurrent requests into one batch for the network. Client errors are
-``{"error": ...}``: 400 unreadable image, 413 over the upload limit, 415 unsupported content type, 422 no ``file``.
+How the work is split: an HTTP process (one per worker by default; they share the port) reads the upload and decodes
+it with ``predict``'s recipe (:mod:`catdog_pl.uploads`, where a bad file gets its client error and never reaches a
+batch); an inference worker (one per core, up to 4) stacks the uint8 images of concurrent requests into one batch
+for the network.
 
 LitServe 0.2.19 notes, from its source: ``decode_request``'s annotation becomes the route's parameter, so an
-``Annotated[..., Depends(...)]`` reads the upload in the HTTP process; an ``HTTPException`` raised inside a batch
-fails the whole batch, hence the decoding before it; ``run()`` waits for the model before opening the port, which
-:class:`CatDogServer` changes so that ``/health`` can say 503 meanwhile; ``/`` and ``/info`` are LitServe's own
-routes, which ours come before.
+``Annotated[..., Depends(...)]`` reads the upload in the HTTP process; ``run()`` waits for the model before opening
+the port, which :class:`CatDogServer` changes so that ``/health`` can say 503 meanwhile; its queues between the
+processes are a ``multiprocessing.Manager``'s, which :class:`CatDogServer` replaces with pipes; ``/`` and ``/info``
+are LitServe's own routes, which ours come before.
 """
 
 # No ``from __future__ import annotations`` here: LitServe and FastAPI read decode_request's annotation at runtime.
 
 import argparse
+import multiprocessing
 import os
 import signal
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 
 import litserve as ls
 import numpy as np
-from fastapi import Depends, FastAPI, HTTPException, Request
+import torch
+from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
-from starlette.concurrency import run_in_threadpool
+from litserve.transport.process_transport import MPQueueTransport
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from catdog_pl.errors import ImageError
-from catdog_pl.runtime import ModelCard, Upload, open_runner, prepare_image
+from catdog_pl.runtime import open_runner
+from catdog_pl.threads import available_cores
+from catdog_pl.uploads import DecodedUpload, UploadedImage, UploadRules, error_response, validation_response
 
 MAIN_PID = os.getpid()
 PAGE = Path(__file__).with_name("static") / "index.html"
-#: Content types taken as the image's bytes themselves.
-RAW_TYPES = ("image/", "application/octet-stream")
-
-
-@dataclass(frozen=True)
-class UploadRules:
-    """What the HTTP process needs to turn an upload into the network's uint8 input."""
-
-    card: ModelCard
-    max_bytes: int
-
-
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The request's body, or 413 once it passes ``max_bytes`` (the rest is drained, up to 4x, so the client reads
-    the answer instead of a reset connection)."""
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size <= max_bytes:
-            chunks.append(chunk)
-        elif size > 4 * max_bytes:
-            break
-    if size > max_bytes:
-        raise HTTPException(413, f"upload of {size:,}+ bytes is over the limit of {max_bytes:,} bytes")
-    return b"".join(chunks)
-
-
-async def read_upload(request: Request) -> dict:
-    """``POST /predict``'s body as ``{"image": uint8 (S, S, 3), "file": name or None}``, or the client's error."""
-    rules: UploadRules = request.app.state.upload_rules
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if media != "multipart/form-data" and not media.startswith(RAW_TYPES):
-        raise HTTPException(
-            415,
-            f"unsupported content type {media or '(none)'}: send multipart/form-data with a 'file' field, or the "
-            "image bytes with Content-Type image/* or application/octet-stream",
-        )
-    body = await read_body(request, rules.max_bytes)
-    name = None
-    if media == "multipart/form-data":
-
-        async def replay() -> dict:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async with Request(request.scope, replay).form(max_files=1) as form:
-            upload = form.get("file")
-            if upload is None:
-                raise HTTPException(422, "missing field 'file': send the photo as the multipart field 'file'")
-            if isinstance(upload, str):
-                raise HTTPException(422, "field 'file' holds text: send the photo as a file upload")
-            name = upload.filename or None
-            body = await upload.read()
-    try:
-        card = rules.card
-        image = await run_in_threadpool(
-            prepare_image, Upload(body, name or "upload"), card.image_size, card.interpolation
-        )
-    except ImageError as error:
-        raise HTTPException(400, str(error)) from None
-    return {"image": image, "file": name}
-
-
-#: The type of ``decode_request``'s argument: LitServe makes it the route's parameter, FastAPI fills it.
-UploadedImage = Annotated[dict, Depends(read_upload)]
 
 
 class CatDogAPI(ls.LitAPI):
@@ -116,40 +53,48 @@ class CatDogAPI(ls.LitAPI):
         onnx_path: str | None,
         max_batch_size: int = 16,
         batch_timeout: float = 0.005,
+        threads: int = 1,
         setup_delay: float = 0.0,
     ) -> None:
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path="/predict")
-        self.ckpt_path, self.onnx_path, self.setup_delay = ckpt_path, onnx_path, setup_delay
+        self.ckpt_path, self.onnx_path, self.threads, self.setup_delay = ckpt_path, onnx_path, threads, setup_delay
 
     def setup(self, device: str) -> None:
         time.sleep(self.setup_delay)  # 0 but in tests, which watch /health answer 503 meanwhile
-        self.runner, self.card = open_runner(self.ckpt_path, self.onnx_path)
+        # This process is an inference worker LitServe spawned for this API alone, so its thread count is ours to
+        # set: the workers share the cores, where PyTorch would give each of them one thread per core, whose idle
+        # spinning between small batches takes the cores the HTTP processes decode on.
+        torch.set_num_threads(self.threads)
+        self.runner, self.card = open_runner(self.ckpt_path, self.onnx_path, onnx_threads=self.threads)
 
-    def decode_request(self, request: UploadedImage) -> dict:
+    def decode_request(self, request: UploadedImage) -> DecodedUpload:
         return request  # decoded in the HTTP process by read_upload
 
-    def batch(self, inputs: list[dict]) -> list[dict]:
+    def batch(self, inputs: list[DecodedUpload]) -> list[DecodedUpload]:
         return inputs
 
-    def predict(self, inputs: list[dict] | dict) -> list[tuple[dict, np.ndarray]] | tuple[dict, np.ndarray]:
-        if isinstance(inputs, dict):  # max_batch_size 1: LitServe's unbatched loop
+    def predict(
+        self, inputs: list[DecodedUpload] | DecodedUpload
+    ) -> list[tuple[DecodedUpload, np.ndarray]] | tuple[DecodedUpload, np.ndarray]:
+        if isinstance(inputs, DecodedUpload):  # max_batch_size 1: LitServe's unbatched loop
             return self.predict([inputs])[0]
-        probabilities = self.runner(np.stack([item["image"] for item in inputs]))  # (N, S, S, 3) -> (N, C)
+        probabilities = self.runner(np.stack([item.image for item in inputs]))  # (N, S, S, 3) -> (N, C)
         return list(zip(inputs, probabilities, strict=True))
 
     def unbatch(self, output: list) -> list:
         return output
 
-    def encode_response(self, output: tuple[dict, np.ndarray]) -> dict:
+    def encode_response(self, output: tuple[DecodedUpload, np.ndarray]) -> dict:
         item, probabilities = output
         answer = self.card.answer(probabilities)
-        if item["file"]:
-            answer["file"] = item["file"]
+        if item.file:
+            answer["file"] = item.file
         return answer
 
 
 class CatDogServer(ls.LitServer):
-    """A ``LitServer`` that opens its port while the model loads, so that ``/health`` answers 503 meanwhile.
+    """A ``LitServer`` that opens its port while the model loads, so that ``/health`` answers 503 meanwhile, and
+    passes requests and answers through pipes.
 
     LitServe 0.2.19's ``run()`` calls ``verify_worker_status`` and waits there for a ready worker before it starts
     uvicorn; its ``/health`` already answers 503 until the workers are ready. Here the wait runs in a thread, which
@@ -157,6 +102,24 @@ class CatDogServer(ls.LitServer):
     """
 
     setup_failed = False
+
+    def _init_manager(self, num_api_servers: int):
+        """LitServe's set-up, then pipe-backed queues in place of its ``Manager().Queue()``s.
+
+        Every ``put`` and ``get`` on a manager's queue is a round trip to the manager's own process: for each request
+        the HTTP process's event loop pays one to submit it, the worker one a poll while it fills a batch and two to
+        answer (LitServe's "started" note, then the result), and the HTTP process two more to read them. A
+        ``multiprocessing.Queue`` is a pipe between the two processes; the spawned worker and the forked HTTP
+        processes receive it when they start, as they received the manager's. (``fast_queue`` keeps its ZeroMQ
+        answers.)
+        """
+        manager = super()._init_manager(num_api_servers)
+        context = multiprocessing.get_context("spawn")
+        for path in self.litapi_request_queues:
+            self.litapi_request_queues[path] = context.Queue()
+        if isinstance(self._transport, MPQueueTransport):
+            self._transport = MPQueueTransport(None, [context.Queue() for _ in range(num_api_servers)])
+        return manager
 
     def verify_worker_status(self) -> None:
         threading.Thread(target=self._wait_for_workers, name="catdog-setup", daemon=True).start()
@@ -167,14 +130,6 @@ class CatDogServer(ls.LitServer):
         except RuntimeError:
             self.setup_failed = True
             self._shutdown_event.set()
-
-
-def error_response(request: Request, error: StarletteHTTPException) -> JSONResponse:
-    return JSONResponse({"error": error.detail}, status_code=error.status_code, headers=error.headers)
-
-
-def validation_response(request: Request, error: RequestValidationError) -> JSONResponse:
-    return JSONResponse({"error": f"invalid request: {error.errors()}"}, status_code=422)
 
 
 def add_route_first(app: FastAPI, path: str, endpoint, methods: Sequence[str] = ("GET",)) -> None:
@@ -190,13 +145,15 @@ def build_server(
     max_batch_size: int = 16,
     batch_timeout: float = 0.005,
     workers: int = 1,
-    setup_delay: float = 0.0,
+    threads: int = 1,
+    api_servers: int = 1,
     fast_queue: bool = False,
+    setup_delay: float = 0.0,
 ) -> CatDogServer:
     """The server, its routes and its rules; the model is read here once for ``/info`` and loaded by the worker."""
     runner, card = open_runner(ckpt_path, onnx_path)
     del runner  # the worker loads its own
-    api = CatDogAPI(ckpt_path, onnx_path, max_batch_size, batch_timeout, setup_delay)
+    api = CatDogAPI(ckpt_path, onnx_path, max_batch_size, batch_timeout, threads, setup_delay)
     server = CatDogServer(
         api, accelerator="cpu", workers_per_device=workers, info_path="/litserve/info", fast_queue=fast_queue
     )
@@ -217,6 +174,9 @@ def build_server(
         "runtime": "onnxruntime" if onnx_path else "pytorch",
         "max_upload_bytes": app.state.upload_rules.max_bytes,
         "max_batch_size": max_batch_size,
+        "workers": workers,
+        "threads_per_worker": threads,
+        "api_servers": api_servers,
     }
 
     async def page() -> FileResponse:
@@ -255,11 +215,25 @@ def main(args: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--batch_timeout", type=float, default=0.005, help="seconds a batch waits to fill up (default: 0.005)"
     )
-    parser.add_argument("--workers", type=int, default=1, help="inference processes (default: 1)")
+    cores = available_cores()
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(cores, 4),
+        help="inference processes (default: one per core, at most 4)",
+    )
+    parser.add_argument(
+        "--threads", type=int, help="PyTorch/onnxruntime threads a worker (default: the cores shared among the workers)"
+    )
+    parser.add_argument(
+        "--api_servers", type=int, help="HTTP processes, which read and decode the uploads (default: one a worker)"
+    )
     parser.add_argument("--fast_queue", action="store_true", help="LitServe's ZeroMQ queue (needs pyzmq)")
     parser.add_argument("--log_level", default="warning", choices=("debug", "info", "warning", "error"))
     parser.add_argument("--setup_delay", type=float, default=0.0, help=argparse.SUPPRESS)  # tests only
     options = parser.parse_args(args)
+    threads = options.threads or max(1, cores // options.workers)
+    api_servers = options.api_servers or options.workers  # LitServe's own default
     server = build_server(
         options.ckpt_path,
         options.onnx,
@@ -267,8 +241,10 @@ def main(args: Sequence[str] | None = None) -> None:
         options.max_batch_size,
         options.batch_timeout,
         options.workers,
-        options.setup_delay,
+        threads,
+        api_servers,
         options.fast_queue,
+        options.setup_delay,
     )
     # SIGTERM (a service manager's, a test's) shuts LitServe down as Ctrl+C does: workers stopped, port freed.
     signal.signal(signal.SIGTERM, stop_like_ctrl_c)
@@ -280,6 +256,7 @@ def main(args: Sequence[str] | None = None) -> None:
         log_level=options.log_level,
         generate_client_file=False,
         access_log=options.log_level in ("debug", "info"),
+        num_api_servers=api_servers,
     )
     if server.setup_failed:
         raise SystemExit("catdog_pl: error: the model could not be loaded (the worker's error is above)")
