@@ -164,13 +164,16 @@ def test_accuracy(ckpt: Path, data_dir: Path, workdir: Path, env: dict[str, str]
     return float(match.group(1))
 
 
-def untrained_checkpoint(path: Path) -> Path:
-    """A checkpoint of an untrained ``CatDogModule`` (keras_cnn): it costs the same to run as a trained one."""
+def untrained_checkpoint(path: Path, config: Path | None = None) -> Path:
+    """A checkpoint of an untrained ``CatDogModule`` (keras_cnn, or the ``model:`` of a ``configs/*.yaml``): it
+    costs the same to run as a trained one."""
     import lightning
+    import yaml
 
     from catdog_pl.module import CatDogModule
 
-    model = CatDogModule()
+    model_args = yaml.safe_load(config.read_text())["model"] if config else {}
+    model = CatDogModule(**model_args)
     state = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}
     torch.save({**state, "pytorch-lightning_version": lightning.__version__}, path)
     return path

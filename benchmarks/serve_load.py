@@ -2,7 +2,8 @@
 
     python benchmarks/serve_load.py --ckpt_path lightning_logs/version_0/checkpoints/last.ckpt
 
-Without --ckpt_path an untrained model is used (it costs the same to run). The server runs in a subprocess on a
+Without --ckpt_path an untrained model is used (it costs the same to run): the Keras CNN, or with
+``--config configs/finetune.yaml`` that config's model. The server runs in a subprocess on a
 free 127.0.0.1 port; clients are threads of this process, each with one keep-alive connection (http.client), posting
 the 1000 ``test_set`` photos as raw ``image/jpeg`` bodies: 1 client (one photo at a time), 16 and 64 at once. Each
 scenario sends every photo once; it reports images per second, p50 and p99 latency, and errors (any status but
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
+import json
 import os
 import re
 import signal
@@ -137,6 +139,7 @@ def onnx_fresh_process(model: Path, photo: Path, repeats: int = 3) -> list[dict[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ckpt_path", type=Path)
+    parser.add_argument("--config", type=Path, help="without --ckpt_path: an untrained model of this config's model:")
     parser.add_argument("--data_dir", type=Path, default=SHARED_DATA / "test_set")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--max_batch_size", type=int, default=16)
@@ -147,7 +150,7 @@ def main() -> None:
     photos = [Path(path).read_bytes() for path in paths]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        ckpt = args.ckpt_path or untrained_checkpoint(Path(tmp) / "untrained.ckpt")
+        ckpt = args.ckpt_path or untrained_checkpoint(Path(tmp) / "untrained.ckpt", args.config)
 
         predictor = Predictor.from_checkpoint(ckpt)
         predictor.predict_many(paths[:64])  # warm-up
@@ -164,6 +167,8 @@ def main() -> None:
                        "--batch_timeout", str(args.batch_timeout), *args.server_args.split()]  # fmt: skip
         server = start_server(server_args, port, Path(tmp) / "server.log")
         try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/info", timeout=10) as response:
+                info = json.load(response)
             load(port, photos[:64], 4)  # warm-up
             for clients in args.clients:
                 seconds, latencies, errors = load(port, photos, clients)
@@ -180,8 +185,12 @@ def main() -> None:
     median = sorted(runs, key=lambda run: run["total"])[len(runs) // 2]
 
     results = Results("serve_load.py")
-    options = f"--max_batch_size {args.max_batch_size} --batch_timeout {args.batch_timeout} {args.server_args}"
-    section = f"serve ({options.strip()}, 1 worker)"
+    section = (
+        f"serve ({info['backbone']} {info['image_size']} px; {info['workers']} workers x "
+        f"{info['threads_per_worker']} threads, {info['api_servers']} HTTP processes; --max_batch_size "
+        f"{args.max_batch_size} --batch_timeout {args.batch_timeout} {args.server_args}".strip()
+        + ")"
+    )
     for name, _, _, _, rate, p50, p99, errors, share in rows:
         results.add(section, f"{name}: throughput", rate, "images/s")
         if p50 is not None:
