@@ -66,6 +66,7 @@ class Server:
         self.log_path = log
         self.startup_s = startup_s
         self.health_seen: list[int] = []
+        self.exited_on_sigterm = False
 
     def __enter__(self) -> Server:
         self.log = open(self.log_path, "w")
@@ -104,11 +105,13 @@ class Server:
         raise TimeoutError(f"server not healthy after {self.startup_s} s:\n{self.log_path.read_text()}")
 
     def stop(self) -> None:
+        """SIGTERM, then SIGKILL to whatever is left; ``exited_on_sigterm`` says whether the server ended by itself."""
         try:
             if self.process.poll() is None:
                 self.process.send_signal(signal.SIGTERM)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self.process.wait(timeout=20)
+                    self.exited_on_sigterm = True
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)  # whatever of its group is left

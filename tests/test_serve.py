@@ -7,16 +7,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from catdog_pl.cli import main
 from catdog_pl.inputs import expand_inputs
 from catdog_pl.prediction import Predictor
+from catdog_pl.threads import serve_layout
 
 from .helpers import png_bomb, write_image
 from .serving import Server, tiny_model
 
 pytest.importorskip("litserve", reason="the [serve] extra (litserve, python-multipart) is not installed")
 requests = pytest.importorskip("requests", reason="the tests' HTTP client, requests, is not installed")
+
+from catdog_pl.serve import CatDogAPI, build_server  # noqa: E402 (after the extra's check)
+from catdog_pl.uploads import DecodedUpload  # noqa: E402
 
 MAX_UPLOAD_MB = 1
 LAYOUT = ("--workers", "2", "--threads", "1", "--api_servers", "2")
@@ -137,8 +142,6 @@ def test_queues_between_the_processes_are_pipes(trained):
     is a round trip to one more process (the load benchmark's main cost before)."""
     from multiprocessing.queues import Queue
 
-    from catdog_pl.serve import build_server
-
     server = build_server(str(trained[0]))
     manager = server._init_manager(num_api_servers=2)
     try:
@@ -148,10 +151,9 @@ def test_queues_between_the_processes_are_pipes(trained):
         manager.shutdown()
 
 
-def test_a_request_logs_without_its_pixels():
-    """LitServe logs every request with an f-string; the decoded upload's repr stays one short line."""
-    from catdog_pl.uploads import DecodedUpload
-
+def test_a_decoded_upload_formats_without_its_pixels():
+    """LitServe formats every request for a debug line on the HTTP process's event loop, logged or not: the decoded
+    upload's repr is one short line, not numpy's printing of the pixels."""
     assert repr(DecodedUpload(np.zeros((256, 256, 3), np.uint8), "cat.jpg")) == (
         "DecodedUpload(file='cat.jpg', image=(256, 256, 3))"
     )
@@ -177,6 +179,31 @@ def test_onnx_server_gives_the_same_labels(trained, tmp_path):
         for path, (label, p_dog) in expected.items():
             body = post_file(onnx_server.url, path).json()
             assert body["label"] == label and body["probabilities"]["dog"] == pytest.approx(p_dog, abs=1e-5)
+    assert onnx_server.exited_on_sigterm, "the server needed SIGKILL to stop"
+
+
+def test_a_worker_takes_its_thread_count(trained):
+    """The worker's setup (run here in-process) sets PyTorch's threads to its own count, then answers a batch."""
+    before = torch.get_num_threads()
+    wanted = 1 if before != 1 else 2
+    api = CatDogAPI(str(trained[0]), None, threads=wanted)
+    try:
+        api.setup("cpu")
+        assert torch.get_num_threads() == wanted
+        image = np.zeros((64, 64, 3), np.uint8)
+        answers = [api.encode_response(out) for out in api.predict([DecodedUpload(image, "a.jpg")] * 3)]
+        assert [answer["file"] for answer in answers] == ["a.jpg"] * 3 and answers[0]["label"] in ("cat", "dog")
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(
+    ("cores", "given", "layout"),
+    [(1, (None, None), (1, 1)), (2, (None, None), (2, 1)), (8, (None, None), (4, 2)), (64, (None, None), (4, 16)),
+     (2, (1, None), (1, 2)), (8, (3, 1), (3, 1))],
+)  # fmt: skip
+def test_serve_layout_shares_the_cores(cores, given, layout):
+    assert serve_layout(*given, cores=cores) == layout
 
 
 def test_serve_refuses_a_missing_model(tmp_path, capsys):

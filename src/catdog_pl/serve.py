@@ -37,7 +37,7 @@ from litserve.transport.process_transport import MPQueueTransport
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from catdog_pl.runtime import open_runner
-from catdog_pl.threads import available_cores
+from catdog_pl.threads import serve_layout
 from catdog_pl.uploads import DecodedUpload, UploadedImage, UploadRules, error_response, validation_response
 
 MAIN_PID = os.getpid()
@@ -53,7 +53,7 @@ class CatDogAPI(ls.LitAPI):
         onnx_path: str | None,
         max_batch_size: int = 16,
         batch_timeout: float = 0.005,
-        threads: int = 1,
+        threads: int | None = None,
         setup_delay: float = 0.0,
     ) -> None:
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path="/predict")
@@ -62,9 +62,10 @@ class CatDogAPI(ls.LitAPI):
     def setup(self, device: str) -> None:
         time.sleep(self.setup_delay)  # 0 but in tests, which watch /health answer 503 meanwhile
         # This process is an inference worker LitServe spawned for this API alone, so its thread count is ours to
-        # set: the workers share the cores, where PyTorch would give each of them one thread per core, whose idle
-        # spinning between small batches takes the cores the HTTP processes decode on.
-        torch.set_num_threads(self.threads)
+        # set: several workers share the cores, where PyTorch would give each one a thread per core, whose idle
+        # spinning between small batches takes the cores the HTTP processes decode on. None keeps PyTorch's.
+        if self.threads:
+            torch.set_num_threads(self.threads)
         self.runner, self.card = open_runner(self.ckpt_path, self.onnx_path, onnx_threads=self.threads)
 
     def decode_request(self, request: UploadedImage) -> DecodedUpload:
@@ -104,21 +105,20 @@ class CatDogServer(ls.LitServer):
     setup_failed = False
 
     def _init_manager(self, num_api_servers: int):
-        """LitServe's set-up, then pipe-backed queues in place of its ``Manager().Queue()``s.
+        """LitServe's set-up, then pipes in place of its ``Manager().Queue()``s for requests and answers.
 
-        Every ``put`` and ``get`` on a manager's queue is a round trip to the manager's own process: for each request
-        the HTTP process's event loop pays one to submit it, the worker one a poll while it fills a batch and two to
-        answer (LitServe's "started" note, then the result), and the HTTP process two more to read them. A
-        ``multiprocessing.Queue`` is a pipe between the two processes; the spawned worker and the forked HTTP
-        processes receive it when they start, as they received the manager's. (``fast_queue`` keeps its ZeroMQ
-        answers.)
+        Every ``put`` and ``get`` on a manager's queue is a round trip to the manager's own process: four a request
+        (the HTTP process submits it, the worker takes it, answers, and the HTTP process reads the answer), plus one
+        for each poll while a worker fills its batch. A ``multiprocessing.Queue`` is a pipe between the processes;
+        the spawned workers and the forked HTTP processes receive it when they start, as they received the
+        manager's. The manager's own queues, made by LitServe's set-up, stay unused. (Workers are not restarted
+        here, LitServe's ``restart_workers``: a worker killed inside a pipe's ``get`` would keep its lock.)
         """
         manager = super()._init_manager(num_api_servers)
         context = multiprocessing.get_context("spawn")
         for path in self.litapi_request_queues:
             self.litapi_request_queues[path] = context.Queue()
-        if isinstance(self._transport, MPQueueTransport):
-            self._transport = MPQueueTransport(None, [context.Queue() for _ in range(num_api_servers)])
+        self._transport = MPQueueTransport(None, [context.Queue() for _ in range(num_api_servers)])
         return manager
 
     def verify_worker_status(self) -> None:
@@ -145,18 +145,15 @@ def build_server(
     max_batch_size: int = 16,
     batch_timeout: float = 0.005,
     workers: int = 1,
-    threads: int = 1,
+    threads: int | None = None,
     api_servers: int = 1,
-    fast_queue: bool = False,
     setup_delay: float = 0.0,
 ) -> CatDogServer:
     """The server, its routes and its rules; the model is read here once for ``/info`` and loaded by the worker."""
     runner, card = open_runner(ckpt_path, onnx_path)
     del runner  # the worker loads its own
     api = CatDogAPI(ckpt_path, onnx_path, max_batch_size, batch_timeout, threads, setup_delay)
-    server = CatDogServer(
-        api, accelerator="cpu", workers_per_device=workers, info_path="/litserve/info", fast_queue=fast_queue
-    )
+    server = CatDogServer(api, accelerator="cpu", workers_per_device=workers, info_path="/litserve/info")
     server.uvicorn_graceful_timeout = 5
     app = server.app
     app.state.upload_rules = UploadRules(card, int(max_upload_mb * 1024 * 1024))
@@ -199,6 +196,13 @@ def stop_like_ctrl_c(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def positive(text: str) -> int:
+    """argparse's type for a count of processes or threads."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}")
+    return int(text)
+
+
 def main(args: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m catdog_pl serve",
@@ -215,35 +219,27 @@ def main(args: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--batch_timeout", type=float, default=0.005, help="seconds a batch waits to fill up (default: 0.005)"
     )
-    cores = available_cores()
+    parser.add_argument("--workers", type=positive, help="inference processes (default: one per core, at most 4)")
     parser.add_argument(
-        "--workers",
-        type=int,
-        default=min(cores, 4),
-        help="inference processes (default: one per core, at most 4)",
+        "--threads", type=positive, help="PyTorch/onnxruntime threads a worker (default: cores / workers, at least 1)"
     )
     parser.add_argument(
-        "--threads", type=int, help="PyTorch/onnxruntime threads a worker (default: the cores shared among the workers)"
+        "--api_servers", type=positive, help="HTTP processes, which read and decode the uploads (default: one a worker)"
     )
-    parser.add_argument(
-        "--api_servers", type=int, help="HTTP processes, which read and decode the uploads (default: one a worker)"
-    )
-    parser.add_argument("--fast_queue", action="store_true", help="LitServe's ZeroMQ queue (needs pyzmq)")
     parser.add_argument("--log_level", default="warning", choices=("debug", "info", "warning", "error"))
     parser.add_argument("--setup_delay", type=float, default=0.0, help=argparse.SUPPRESS)  # tests only
     options = parser.parse_args(args)
-    threads = options.threads or max(1, cores // options.workers)
-    api_servers = options.api_servers or options.workers  # LitServe's own default
+    workers, threads = serve_layout(options.workers, options.threads)
+    api_servers = options.api_servers or workers  # LitServe's own default
     server = build_server(
         options.ckpt_path,
         options.onnx,
         options.max_upload_mb,
         options.max_batch_size,
         options.batch_timeout,
-        options.workers,
+        workers,
         threads,
         api_servers,
-        options.fast_queue,
         options.setup_delay,
     )
     # SIGTERM (a service manager's, a test's) shuts LitServe down as Ctrl+C does: workers stopped, port freed.

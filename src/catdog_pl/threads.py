@@ -26,3 +26,11 @@ def thread_map(
     with ThreadPoolExecutor(max_workers=threads or available_cores()) as pool:
         results = pool.map(function, items, chunksize=16)
         yield from tqdm(results, total=len(items), desc=desc, leave=False, disable=not progress)
+
+
+def serve_layout(workers: int | None = None, threads: int | None = None, cores: int | None = None) -> tuple[int, int]:
+    """``serve``'s inference workers and each one's threads: by default a worker per core, at most 4, which share
+    the cores. (Measured on 2 cores: two single-threaded workers served the most, see benchmarks/README.md.)"""
+    cores = cores or available_cores()
+    workers = workers or min(cores, 4)
+    return workers, threads or max(1, cores // workers)

@@ -32,7 +32,7 @@ class DecodedUpload:
     image: np.ndarray  # uint8 (S, S, 3)
     file: str | None
 
-    def __repr__(self) -> str:  # LitServe logs each request with an f-string: keep numpy from printing the pixels
+    def __repr__(self) -> str:  # LitServe formats each request for a debug line, logged or not: no numpy printing
         return f"DecodedUpload(file={self.file!r}, image={self.image.shape})"
 
 
