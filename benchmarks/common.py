@@ -173,6 +173,7 @@ def untrained_checkpoint(path: Path, config: Path | None = None) -> Path:
     from catdog_pl.module import CatDogModule
 
     model_args = yaml.safe_load(config.read_text())["model"] if config else {}
+    model_args.update(weights=None, pretrained=False)  # random weights: no download, no [lite0] extra
     model = CatDogModule(**model_args)
     state = {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}
     torch.save({**state, "pytorch-lightning_version": lightning.__version__}, path)

@@ -116,6 +116,10 @@ def load(port: int, photos: list[bytes], clients: int) -> tuple[float, np.ndarra
     return time.perf_counter() - start, latencies, errors[0]
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}{'es' if noun.endswith('s') else 's'}"
+
+
 def onnx_fresh_process(model: Path, photo: Path, repeats: int = 3) -> list[dict[str, float]]:
     """The README's onnxruntime example in fresh processes: total wall time and its parts, in seconds."""
     text = (ROOT / "README.md").read_text()
@@ -144,7 +148,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--max_batch_size", type=int, default=16)
     parser.add_argument("--batch_timeout", type=float, default=0.005)
-    parser.add_argument("--server_args", default="", help="more serve options, e.g. '--fast_queue'")
+    parser.add_argument("--server_args", default="", help="more serve options, e.g. '--workers 1'")
     args = parser.parse_args()
     paths = expand_inputs(args.data_dir)
     photos = [Path(path).read_bytes() for path in paths]
@@ -185,12 +189,12 @@ def main() -> None:
     median = sorted(runs, key=lambda run: run["total"])[len(runs) // 2]
 
     results = Results("serve_load.py")
-    section = (
-        f"serve ({info['backbone']} {info['image_size']} px; {info['workers']} workers x "
-        f"{info['threads_per_worker']} threads, {info['api_servers']} HTTP processes; --max_batch_size "
-        f"{args.max_batch_size} --batch_timeout {args.batch_timeout} {args.server_args}".strip()
-        + ")"
+    layout = (
+        f"{plural(info['workers'], 'worker')} x {plural(info['threads_per_worker'], 'thread')}, "
+        f"{plural(info['api_servers'], 'HTTP process')}"
     )
+    options = f"--max_batch_size {args.max_batch_size} --batch_timeout {args.batch_timeout} {args.server_args}"
+    section = f"serve ({info['backbone']} {info['image_size']} px; {layout}; {options.strip()})"
     for name, _, _, _, rate, p50, p99, errors, share in rows:
         results.add(section, f"{name}: throughput", rate, "images/s")
         if p50 is not None:
