@@ -139,7 +139,7 @@ def test_info_describes_the_model(server):
 
 def test_queues_between_the_processes_are_pipes(trained):
     """The request and answer queues are multiprocessing pipes, not LitServe's manager proxies, each of whose calls
-    is a round trip to one more process (the load benchmark's main cost before)."""
+    is a round trip to one more process."""
     from multiprocessing.queues import Queue
 
     server = build_server(str(trained[0]))

@@ -111,8 +111,8 @@ class CatDogServer(ls.LitServer):
         (the HTTP process submits it, the worker takes it, answers, and the HTTP process reads the answer), plus one
         for each poll while a worker fills its batch. A ``multiprocessing.Queue`` is a pipe between the processes;
         the spawned workers and the forked HTTP processes receive it when they start, as they received the
-        manager's. The manager's own queues, made by LitServe's set-up, stay unused. (Workers are not restarted
-        here, LitServe's ``restart_workers``: a worker killed inside a pipe's ``get`` would keep its lock.)
+        manager's. The manager's own queues, made by LitServe's set-up, stay unused. This server leaves LitServe's
+        ``restart_workers`` off: a worker killed inside a pipe's ``get`` keeps its lock, and a new one would wait on it.
         """
         manager = super()._init_manager(num_api_servers)
         context = multiprocessing.get_context("spawn")
@@ -149,7 +149,8 @@ def build_server(
     api_servers: int = 1,
     setup_delay: float = 0.0,
 ) -> CatDogServer:
-    """The server, its routes and its rules; the model is read here once for ``/info`` and loaded by the worker."""
+    """The server, its routes and its rules; the model is read here once for ``/info`` and loaded by the workers.
+    ``api_servers`` only goes into ``/info``: ``run(num_api_servers=...)`` starts them."""
     runner, card = open_runner(ckpt_path, onnx_path)
     del runner  # the worker loads its own
     api = CatDogAPI(ckpt_path, onnx_path, max_batch_size, batch_timeout, threads, setup_delay)
