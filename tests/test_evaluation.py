@@ -65,6 +65,19 @@ def test_flip_tta_averages_the_image_and_its_mirror():
         assert torch.allclose(model.probabilities(symmetric), torch.sigmoid(model(symmetric)))
 
 
+def test_tta_test_step_gives_predicts_probabilities_from_two_forward_passes():
+    """test's probabilities with TTA are predict's, and the photo's pass of the loss is reused: two passes a batch
+    (the photo and its mirror), not three."""
+    model = CatDogModule(tta=True).eval()
+    images, targets = torch.rand(4, 3, 64, 64), torch.tensor([0, 1, 0, 1])
+    passes = []
+    model.net.register_forward_hook(lambda module, args, output: passes.append(1))
+    with torch.no_grad():
+        probs = model.test_step((images, targets), 0)["probs"]
+        assert len(passes) == 2
+        assert torch.allclose(probs, model.probabilities(images))
+
+
 def test_tta_given_on_the_command_line_wins_over_the_checkpoint(tmp_path):
     data = make_dataset(tmp_path / "data", n_train=8, n_test=4)
     run("fit", "--config", CONFIG, "--data.data_dir", data, "--trainer.max_epochs", "1")

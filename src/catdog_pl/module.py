@@ -112,7 +112,10 @@ class CatDogModule(LightningModule):
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
         """Class-1 probabilities, shape ``(B,)``; the mean over the image and its mirror with ``tta``."""
-        probs = torch.sigmoid(self(x).float())
+        return self._with_mirror(x, torch.sigmoid(self(x).float()))
+
+    def _with_mirror(self, x: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+        """With ``tta``, ``probs`` (those of ``x``) averaged with its mirror image's; else ``probs`` itself."""
         if self.hparams.tta:
             probs = (probs + torch.sigmoid(self(x.flip(-1)).float())) / 2
         return probs
@@ -172,8 +175,7 @@ class CatDogModule(LightningModule):
         if batch[0].numel() == 0:
             return None
         losses, probs, targets = self._shared_step(batch)
-        if self.hparams.tta:
-            probs = self.probabilities(batch[0])
+        probs = self._with_mirror(batch[0], probs)  # the forward pass of the loss is reused, not run again
         self._outputs["test"].append((losses, probs, targets))
         return {"probs": probs, "targets": targets}
 
