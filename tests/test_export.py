@@ -72,7 +72,7 @@ def test_metadata_has_the_checkpoints_test_accuracy_when_known(exported, tmp_pat
 @pytest.mark.parametrize("batch", [3, 8])
 def test_onnxruntime_matches_pytorch(exported, batch):
     path, checkpoint, _ = exported
-    predictor = load_predictor(checkpoint)
+    predictor, _ = load_predictor(checkpoint)
     head = ProbabilityHead(predictor.model).float().eval()
     images = np.random.default_rng(batch).integers(0, 256, size=(batch, 64, 64, 3), dtype=np.uint8)
     with torch.inference_mode():

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from catdog_pl.runtime import ModelCard, ProbabilityHead, checkpoint_metrics, load_predictor
+from catdog_pl.runtime import ModelCard, ProbabilityHead, load_predictor
 
 #: The ONNX opset written: 18 is the lowest the torch.export-based exporter targets, and onnxruntime >= 1.14 runs it.
 OPSET = 18
@@ -29,8 +29,7 @@ def export_onnx(ckpt_path: str | os.PathLike, output: str | os.PathLike, opset: 
     """Write ``output`` (atomically) from the checkpoint ``ckpt_path``; returns the card stored in its metadata."""
     import onnx  # the optional [onnx] extra, with onnxscript for the exporter
 
-    predictor = load_predictor(ckpt_path)
-    card = ModelCard.of(predictor, checkpoint_metrics(ckpt_path))
+    predictor, card = load_predictor(ckpt_path)
     head = ProbabilityHead(predictor.model).float().eval()
     size = card.image_size
     example = torch.randint(

@@ -27,9 +27,11 @@ from catdog_pl.module import CatDogModule
 from catdog_pl.prediction import Predictor
 
 
-def load_predictor(ckpt_path: str | os.PathLike) -> Predictor:
-    """The one place where export and serve reach the Python predictor: on the CPU, with its default precision."""
-    return Predictor.from_checkpoint(ckpt_path, device="cpu")
+def load_predictor(ckpt_path: str | os.PathLike) -> tuple[Predictor, ModelCard]:
+    """The one place where export and serve reach the Python predictor (on the CPU, with its default precision),
+    with the card of its checkpoint."""
+    predictor = Predictor.from_checkpoint(ckpt_path, device="cpu")
+    return predictor, ModelCard.of(predictor, checkpoint_metrics(ckpt_path))
 
 
 def checkpoint_metrics(ckpt_path: str | os.PathLike) -> dict[str, float]:
@@ -213,6 +215,5 @@ def open_runner(
     if onnx_path is not None:
         runner = OnnxRunner(onnx_path, onnx_threads)
         return runner, runner.card
-    predictor = load_predictor(ckpt_path)
-    card = ModelCard.of(predictor, checkpoint_metrics(ckpt_path))
+    predictor, card = load_predictor(ckpt_path)
     return TorchRunner(predictor), card
