@@ -15,13 +15,9 @@ one host. Prints a Markdown table and writes its rows to ``benchmarks/results/<m
 from __future__ import annotations
 
 import argparse
-import contextlib
 import http.client
 import json
-import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,46 +31,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED_DATA, Results, untrained_checkpoint  # noqa: E402
 
+sys.path.insert(0, str(ROOT))  # the serve tests' Server: the same start, wait for /health and stop
 from catdog_pl.export import export_onnx  # noqa: E402
 from catdog_pl.inputs import expand_inputs  # noqa: E402
 from catdog_pl.prediction import Predictor  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(args: list[str], port: int, log: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "catdog_pl", "serve", *args, "--host", "127.0.0.1", "--port", str(port)]
-    with open(log, "w") as handle:  # the child keeps its own copy of the descriptor
-        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-                if response.status == 200:
-                    return process
-        except OSError:
-            pass
-        time.sleep(0.1)
-    stop_server(process)
-    raise TimeoutError(f"server not ready:\n{log.read_text()}")
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    try:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        pass
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+from tests.serving import Server  # noqa: E402
 
 
 def load(port: int, photos: list[bytes], clients: int) -> tuple[float, np.ndarray, int]:
@@ -166,22 +127,18 @@ def main() -> None:
                      sum(not row.ok for row in offline_rows), 1.0))  # fmt: skip
         del predictor
 
-        port = free_port()
         server_args = ["--ckpt_path", str(ckpt), "--max_batch_size", str(args.max_batch_size),
                        "--batch_timeout", str(args.batch_timeout), *args.server_args.split()]  # fmt: skip
-        server = start_server(server_args, port, Path(tmp) / "server.log")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/info", timeout=10) as response:
+        with Server(*server_args, log=Path(tmp) / "server.log", startup_s=180) as server:
+            with urllib.request.urlopen(f"{server.url}/info", timeout=10) as response:
                 info = json.load(response)
-            load(port, photos[:64], 4)  # warm-up
+            load(server.port, photos[:64], 4)  # warm-up
             for clients in args.clients:
-                seconds, latencies, errors = load(port, photos, clients)
+                seconds, latencies, errors = load(server.port, photos, clients)
                 rate = len(photos) / seconds
                 rows.append((f"served, {clients} client{'s' * (clients > 1)}", clients, len(photos), seconds, rate,
                              1000 * np.percentile(latencies, 50), 1000 * np.percentile(latencies, 99), errors,
                              rate / offline))  # fmt: skip
-        finally:
-            stop_server(server)
 
         model = Path(tmp) / "model.onnx"
         export_onnx(ckpt, model)
