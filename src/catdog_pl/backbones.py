@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from catdog_pl.errors import CheckpointError
+from catdog_pl.images import RESAMPLE
 from catdog_pl.model import KerasCNN, ScratchResNet
 
 OWN_BACKBONES = ("keras_cnn", "scratch_resnet")
@@ -41,7 +42,7 @@ def default_preprocessing(backbone: str) -> Preprocessing:
     config = get_pretrained_cfg(backbone)
     if config is None:
         raise ValueError(f"unknown backbone {backbone!r}: use keras_cnn, scratch_resnet or a timm model name")
-    interpolation = config.interpolation if config.interpolation in ("bilinear", "bicubic") else "bilinear"
+    interpolation = config.interpolation if config.interpolation in RESAMPLE else "bilinear"
     return Preprocessing(int(config.input_size[-1]), tuple(config.mean), tuple(config.std), interpolation)
 
 
@@ -54,8 +55,8 @@ def resolve_preprocessing(
 ) -> Preprocessing:
     """The backbone's preprocessing with whatever the configuration sets instead."""
     base = default_preprocessing(backbone)
-    if interpolation not in (None, "bilinear", "bicubic"):
-        raise ValueError(f"interpolation must be bilinear or bicubic, got {interpolation!r}")
+    if interpolation is not None and interpolation not in RESAMPLE:
+        raise ValueError(f"interpolation must be {' or '.join(RESAMPLE)}, got {interpolation!r}")
     return Preprocessing(
         int(image_size or base.image_size),
         tuple(mean) if mean is not None else base.mean,

@@ -33,6 +33,7 @@ import torch
 from torchvision.transforms import v2
 
 from catdog_pl.devices import host_to_device
+from catdog_pl.images import RESAMPLE
 
 #: Keras's ``zoom_range`` and ``shear_range`` of the original.
 DEFAULT_ZOOM = 0.2
@@ -52,7 +53,8 @@ def train_source_size(image_size: int, zoom: float = DEFAULT_ZOOM) -> int:
     return math.ceil(image_size / (1.0 - zoom) - 1e-9)
 
 
-INTERPOLATION = {"bilinear": v2.InterpolationMode.BILINEAR, "bicubic": v2.InterpolationMode.BICUBIC}
+#: torchvision's names for the filters of :data:`~catdog_pl.images.RESAMPLE` (on a PIL image, the same PIL filter).
+INTERPOLATION = {name: v2.InterpolationMode(name) for name in RESAMPLE}
 
 
 def build_eval_transform(image_size: int = 64, interpolation: str = "bilinear") -> v2.Compose:
