@@ -170,7 +170,7 @@ def untrained_checkpoint(path: Path, config: Path | None = None) -> Path:
     import lightning
     import yaml
 
-    from catdog_pl.module import CatDogModule
+    from catdog_pl.training.module import CatDogModule
 
     model_args = yaml.safe_load(config.read_text())["model"] if config else {}
     model_args.update(weights=None, pretrained=False)  # random weights: no download, no [lite0] extra

@@ -24,10 +24,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED_DATA, Results, fit_command, last_checkpoint, run_process  # noqa: E402
 
-from catdog_pl.evaluation import format_accuracy, wilson_interval  # noqa: E402
-from catdog_pl.inputs import expand_inputs  # noqa: E402
-from catdog_pl.labels import label_of  # noqa: E402
-from catdog_pl.prediction import Predictor  # noqa: E402
+from catdog_pl.core.labels import label_of  # noqa: E402
+from catdog_pl.data.inputs import expand_inputs  # noqa: E402
+from catdog_pl.evaluation.metrics import format_accuracy, wilson_interval  # noqa: E402
+from catdog_pl.inference.predictor import Predictor  # noqa: E402
 
 DEFAULT_CONFIGS = ("configs/cnn.yaml", "configs/scratch.yaml", "configs/finetune.yaml")
 SINGLE = {f"cat_or_dog_{i}.jpg": label for i, label in enumerate(("cat", "dog", "dog", "cat"), start=1)}

@@ -36,11 +36,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED_DATA, Results, fit_command, last_checkpoint, run_process, test_accuracy  # noqa: E402
 
-from catdog_pl.cache import decode_all  # noqa: E402
-from catdog_pl.data import CatDogDataModule  # noqa: E402
-from catdog_pl.devices import bf16_is_fast, default_precision  # noqa: E402
-from catdog_pl.model import KerasCNN  # noqa: E402
-from catdog_pl.transforms import train_source_size  # noqa: E402
+from catdog_pl.core.devices import bf16_is_fast, default_precision  # noqa: E402
+from catdog_pl.data.cache import decode_all  # noqa: E402
+from catdog_pl.data.datamodule import CatDogDataModule  # noqa: E402
+from catdog_pl.data.transforms import train_source_size  # noqa: E402
+from catdog_pl.models.networks import KerasCNN  # noqa: E402
 
 CONFIG = ROOT / "configs" / "cnn.yaml"
 SECTIONS = ("data", "step", "denormals", "eval", "fit")
@@ -133,7 +133,7 @@ import sys, time, torch
 if sys.argv[1] == "flush":
     torch.set_flush_denormal(True)
 torch.set_num_threads(1)
-from catdog_pl.model import KerasCNN
+from catdog_pl.models.networks import KerasCNN
 params = list(KerasCNN().parameters())
 optimizer = torch.optim.Adam(params, eps=1e-7, fused=True)
 for p in params:

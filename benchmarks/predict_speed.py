@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SHARED_DATA, Results, untrained_checkpoint  # noqa: E402
 
 from catdog_pl.cli import main as cli_main  # noqa: E402
-from catdog_pl.inputs import expand_inputs  # noqa: E402
-from catdog_pl.prediction import PredictionWriter, Predictor  # noqa: E402
+from catdog_pl.data.inputs import expand_inputs  # noqa: E402
+from catdog_pl.inference.predictor import PredictionWriter, Predictor  # noqa: E402
 
 
 def main() -> None:
@@ -35,7 +35,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = args.ckpt_path or untrained_checkpoint(Path(tmp) / "untrained.ckpt", args.config)
         predictor = Predictor.from_checkpoint(ckpt)
-        model = f"{predictor.model.hparams.backbone} {predictor.image_size} px"
+        model = f"{predictor.hparams['backbone']} {predictor.image_size} px"
         section = f"predict ({model})" if args.ckpt_path else f"predict (untrained {model})"
         paths = expand_inputs(args.data_dir)
         quiet = ["--trainer.enable_progress_bar", "false", "--trainer.logger", "false", "--prediction.show", "0"]

@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED_DATA, Results, untrained_checkpoint  # noqa: E402
 
 sys.path.insert(0, str(ROOT))  # the serve tests' Server: the same start, wait for /health and stop
-from catdog_pl.export import export_onnx  # noqa: E402
-from catdog_pl.inputs import expand_inputs  # noqa: E402
-from catdog_pl.prediction import Predictor  # noqa: E402
+from catdog_pl.data.inputs import expand_inputs  # noqa: E402
+from catdog_pl.inference.export import export_onnx  # noqa: E402
+from catdog_pl.inference.predictor import Predictor  # noqa: E402
 from tests.serving import Server  # noqa: E402
 
 

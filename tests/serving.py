@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 import catdog_pl
@@ -53,14 +54,29 @@ def get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
+#: A ``sitecustomize.py`` under which importing any of ``names`` (or their submodules) fails.
+FORBID_IMPORTS = """
+import importlib.abc, sys
+
+class Forbid(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path, target=None):
+        if fullname.split(".")[0] in {names!r}:
+            raise ImportError(f"{{fullname}} is forbidden in this test's server")
+        return None
+
+sys.meta_path.insert(0, Forbid())
+"""
+
+
 class Server:
     """``python -m catdog_pl serve ...`` on a free loopback port, stopped (SIGTERM, then SIGKILL) on exit.
 
     ``health_seen`` lists the distinct ``/health`` statuses met while waiting for 200, in order.
     """
 
-    def __init__(self, *args: str, log: Path, startup_s: float = 120.0) -> None:
+    def __init__(self, *args: str, log: Path, startup_s: float = 120.0, forbid: Sequence[str] = ()) -> None:
         self.port = free_port()
+        self.forbid = tuple(forbid)
         self.url = f"http://127.0.0.1:{self.port}"
         self.args = ["serve", *args, "--host", "127.0.0.1", "--port", str(self.port)]
         self.log_path = log
@@ -72,7 +88,13 @@ class Server:
         self.log = open(self.log_path, "w")
         # The package under test, whatever the current folder: PYTHONPATH=src is relative.
         source = str(Path(catdog_pl.__file__).resolve().parents[1])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))}
+        paths = [source, os.environ.get("PYTHONPATH")]
+        if self.forbid:  # a sitecustomize that every process of the server runs first, its spawned workers too
+            blocker = self.log_path.parent / "forbid_imports"
+            blocker.mkdir(exist_ok=True)
+            (blocker / "sitecustomize.py").write_text(FORBID_IMPORTS.format(names=self.forbid))
+            paths.insert(0, str(blocker))
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, paths))}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "catdog_pl", *self.args],
             cwd=self.log_path.parent,

@@ -9,11 +9,13 @@ import timm
 import torch
 from lightning.pytorch import Trainer
 
-from catdog_pl.backbones import create_backbone, map_state_dict, resolve_preprocessing, resolve_weights_file
-from catdog_pl.data import CatDogDataModule
-from catdog_pl.errors import CheckpointError
-from catdog_pl.module import CatDogModule
-from catdog_pl.prediction import Predictor
+from catdog_pl.core.errors import CheckpointError
+from catdog_pl.data.datamodule import CatDogDataModule
+from catdog_pl.inference.predictor import Predictor
+from catdog_pl.models.backbones import create_backbone
+from catdog_pl.models.preprocessing import resolve_preprocessing
+from catdog_pl.models.weights import map_state_dict, resolve_weights_file
+from catdog_pl.training.module import CatDogModule
 
 from .helpers import CONFIG, make_dataset, read_csv, run
 

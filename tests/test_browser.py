@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from catdog_pl.inputs import expand_inputs
-from catdog_pl.prediction import Predictor
+from catdog_pl.data.inputs import expand_inputs
+from catdog_pl.inference.predictor import Predictor
 
 from .serving import Server, tiny_model
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from catdog_pl.checkpointing import AtomicCheckpointIO, temporary_path
 from catdog_pl.cli import CatDogCLI, main
-from catdog_pl.data import CatDogDataModule
-from catdog_pl.module import CatDogModule
+from catdog_pl.data.datamodule import CatDogDataModule
+from catdog_pl.training.checkpointing import AtomicCheckpointIO, temporary_path
+from catdog_pl.training.module import CatDogModule
 
 from .helpers import CONFIG, QUIET, ROOT
 
@@ -47,7 +47,7 @@ main(sys.argv[1:])
 DYING_SAVE = """
 import io, os, shutil, sys, torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from catdog_pl.checkpointing import AtomicCheckpointIO
+from catdog_pl.training.checkpointing import AtomicCheckpointIO
 checkpoint_io = {"stock": TorchCheckpointIO, "atomic": AtomicCheckpointIO}[sys.argv[2]]()
 checkpoint_io.save_checkpoint({"epoch": 1, "weight": torch.ones(1_000_000)}, sys.argv[1])
 real_save = torch.save

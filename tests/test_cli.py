@@ -9,6 +9,7 @@ import torch
 import yaml
 
 import catdog_pl.cli as cli_module
+import catdog_pl.lightning_cli as lightning_cli
 from catdog_pl.cli import main
 
 from .helpers import CONFIG, QUIET, ROOT, make_dataset
@@ -105,11 +106,11 @@ def test_help_runs_as_a_module():
 
 def test_precision_follows_the_hardware(tiny_data, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    from catdog_pl import devices
+    from catdog_pl.core import devices
 
     monkeypatch.setattr(devices, "bf16_is_fast", lambda accelerator="auto": False)
     assert devices.default_precision() == "32-true"
-    monkeypatch.setattr(cli_module, "default_precision", lambda accelerator="auto": "bf16-mixed")
+    monkeypatch.setattr(lightning_cli, "default_precision", lambda accelerator="auto": "bf16-mixed")
     quick = (
         "--trainer.max_epochs 1 --trainer.logger false --trainer.callbacks null --trainer.enable_checkpointing false"
     )
@@ -130,7 +131,8 @@ def test_the_configured_progress_bar_is_used_and_turns_off(tiny_data):
 
     args = ["fit", "--config", str(CONFIG), "--data.data_dir", str(tiny_data), "--trainer.max_epochs", "1",
             "--trainer.limit_train_batches", "1", "--trainer.enable_model_summary", "false"]  # fmt: skip
-    configured = next(cb for cb in yaml.safe_load(CONFIG.read_text())["trainer"]["callbacks"] if "ProgressBar" in
+    callbacks = yaml.safe_load(CONFIG.read_text())["trainer"]["callbacks"]  # a file beside the config
+    configured = next(cb for cb in yaml.safe_load((CONFIG.parent / callbacks).read_text()) if "ProgressBar" in
                       cb["class_path"])  # fmt: skip
     bars = [cb for cb in main(args).trainer.callbacks if isinstance(cb, TQDMProgressBar)]
     assert [bar.refresh_rate for bar in bars] == [configured["init_args"]["refresh_rate"]]

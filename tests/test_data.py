@@ -4,8 +4,8 @@ from collections import Counter
 import pytest
 import torch
 
-from catdog_pl.data import CatDogDataModule, DataLayoutError
-from catdog_pl.folders import stratified_split
+from catdog_pl.data.datamodule import CatDogDataModule, DataLayoutError
+from catdog_pl.data.folders import stratified_split
 
 
 def first_batch(dm: CatDogDataModule, loader, train: bool) -> tuple[torch.Tensor, torch.Tensor]:

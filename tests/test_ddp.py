@@ -11,7 +11,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from catdog_pl.cli import main
-from catdog_pl.prediction import Predictor
+from catdog_pl.inference.predictor import Predictor
 
 from .helpers import CONFIG, DDP_CONFIG, QUIET, make_dataset, read_report, run_subprocess, write_image
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from catdog_pl.ddp_watchdog import dead_child
+from catdog_pl.training.watchdog import dead_child
 
 from .helpers import CONFIG, QUIET, ROOT
 
@@ -25,7 +25,7 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONWARNINGS": "ignore"
 # its parent as a DDP rank 1 does, and then only sleeps. PARENT starts it and sleeps, until it is killed.
 ORPHAN = """
 import time
-from catdog_pl.ddp_watchdog import PeerWatchdog, parent_watch
+from catdog_pl.training.watchdog import PeerWatchdog, parent_watch
 PeerWatchdog(interval=0.2, grace=0.5).watch(parent_watch(rank=0))
 print("watching", flush=True)
 time.sleep(60)

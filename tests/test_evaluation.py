@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from catdog_pl.evaluation import confusion_counts, format_accuracy, wilson_interval, worst_mistakes
-from catdog_pl.module import CatDogModule
+from catdog_pl.evaluation.metrics import confusion_counts, format_accuracy, wilson_interval, worst_mistakes
+from catdog_pl.training.module import CatDogModule
 
 from .helpers import CONFIG, make_dataset, read_csv, run
 

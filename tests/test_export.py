@@ -13,9 +13,11 @@ import pytest
 import torch
 
 from catdog_pl.cli import main
-from catdog_pl.inputs import expand_inputs
-from catdog_pl.prediction import Predictor
-from catdog_pl.runtime import OnnxRunner, ProbabilityHead, load_predictor, prepare_image
+from catdog_pl.data.images import prepare_image
+from catdog_pl.data.inputs import expand_inputs
+from catdog_pl.inference.onnx import OnnxRunner
+from catdog_pl.inference.predictor import Predictor
+from catdog_pl.inference.runners import ProbabilityHead, load_predictor
 
 from .helpers import ROOT, SHARED_DATA
 from .serving import tiny_model

@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from catdog_pl.cache import decode_all
-from catdog_pl.data import CatDogDataModule
-from catdog_pl.transforms import BatchTrainAugment, sample_crop_boxes, zoom_to_crop
+from catdog_pl.data.cache import decode_all
+from catdog_pl.data.datamodule import CatDogDataModule
+from catdog_pl.data.transforms import BatchTrainAugment, sample_crop_boxes, zoom_to_crop
 
 from .helpers import coordinate_image
 

@@ -16,7 +16,7 @@ import torch
 from lightning.pytorch import Callback
 
 from catdog_pl.cli import main
-from catdog_pl.transforms import BatchTrainAugment
+from catdog_pl.data.transforms import BatchTrainAugment
 
 from .helpers import CONFIG
 

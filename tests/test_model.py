@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from catdog_pl.model import KerasCNN, flatten_width
+from catdog_pl.models.networks import KerasCNN, flatten_width
 
 
 def test_parameter_count_matches_keras():

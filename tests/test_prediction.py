@@ -11,13 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-from catdog_pl import csvfile
 from catdog_pl.cli import main
-from catdog_pl.errors import CheckpointError, ImageError, InputError
-from catdog_pl.images import load_rgb
-from catdog_pl.inputs import expand_inputs
-from catdog_pl.labels import label_of
-from catdog_pl.prediction import Predictor
+from catdog_pl.core import csvfile
+from catdog_pl.core.errors import CheckpointError, ImageError, InputError
+from catdog_pl.core.labels import label_of
+from catdog_pl.data.images import load_rgb
+from catdog_pl.data.inputs import expand_inputs
+from catdog_pl.inference.predictor import Predictor
 
 from .helpers import CONFIG, QUIET, make_bad_files, make_dataset, read_csv, write_image
 

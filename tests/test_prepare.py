@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from catdog_pl.cli import main
-from catdog_pl.prepare import MARKER, PrepareError, prepare
+from catdog_pl.data.prepare import MARKER, PrepareError, prepare
 
 
 def build_archive(per_class: int = 12) -> tuple[bytes, set[str]]:
@@ -98,7 +98,7 @@ def test_prepare_builds_the_layout_and_a_second_run_does_nothing(tmp_path, capsy
         main(["prepare", "--out", str(out), "--url", server.url, "--train", "16", "--test", "8"])
         assert len(server.requests) == requests  # nothing downloaded again
         assert "already prepared" in capsys.readouterr().out
-    from catdog_pl.data import CatDogDataModule
+    from catdog_pl.data.datamodule import CatDogDataModule
 
     dm = CatDogDataModule(data_dir=str(out))
     dm.setup("fit")
@@ -133,7 +133,7 @@ def test_checksum_mismatch_is_a_clear_error_leaving_nothing(tmp_path):
 
 def test_an_interrupted_build_never_looks_complete(tmp_path, monkeypatch):
     payload, _ = build_archive()
-    import catdog_pl.prepare as prep
+    import catdog_pl.data.prepare as prep
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt  # the user presses Ctrl-C while the photos are checked

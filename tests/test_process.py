@@ -22,7 +22,7 @@ if mode == "cli":
     main(["fit", "--config", config, "--data.data_dir", data_dir, "--trainer.max_epochs", "1",
           "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"])
 elif mode == "import":
-    import catdog_pl, catdog_pl.cli, catdog_pl.prediction
+    import catdog_pl, catdog_pl.cli, catdog_pl.inference.predictor
 elif mode == "late":
     torch.ones(1 << 20).mul(2)  # parallel work: the intra-op threads start with the default mode
     torch.set_flush_denormal(True)

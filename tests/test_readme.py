@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from catdog_pl.cli import main
-from catdog_pl.inputs import expand_inputs
+from catdog_pl.data.inputs import expand_inputs
 
 from .helpers import ROOT, make_dataset, read_csv, run_subprocess, write_image
 from .serving import Server

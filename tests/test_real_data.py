@@ -112,7 +112,7 @@ def test_killed_25_epoch_run_resumes_to_the_end(shared_data, tmp_path, monkeypat
 def test_report_of_the_real_run(original_run, shared_data, tmp_path):
     from PIL import Image
 
-    from catdog_pl.report import report
+    from catdog_pl.reporting.report import report
 
     last, accuracy = original_run
     page = report(last.parent.parent, tmp_path / "report", data_dir=shared_data)

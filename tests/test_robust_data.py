@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from catdog_pl.cli import main
-from catdog_pl.data import CatDogDataModule
-from catdog_pl.errors import DataLayoutError
+from catdog_pl.core.errors import DataLayoutError
+from catdog_pl.data.datamodule import CatDogDataModule
 
 from .helpers import CONFIG, QUIET, add_bad_files, read_report, write_image
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from catdog_pl.cli import main
-from catdog_pl.inputs import expand_inputs
-from catdog_pl.prediction import Predictor
-from catdog_pl.threads import serve_layout
+from catdog_pl.data.inputs import expand_inputs
+from catdog_pl.inference.predictor import Predictor
+from catdog_pl.serving.layout import serve_layout
 
 from .helpers import png_bomb, write_image
 from .serving import Server, tiny_model
@@ -20,8 +20,8 @@ from .serving import Server, tiny_model
 pytest.importorskip("litserve", reason="the [serve] extra (litserve, python-multipart) is not installed")
 requests = pytest.importorskip("requests", reason="the tests' HTTP client, requests, is not installed")
 
-from catdog_pl.serve import CatDogAPI, build_server  # noqa: E402 (after the extra's check)
-from catdog_pl.uploads import DecodedUpload  # noqa: E402
+from catdog_pl.serving.server import CatDogAPI, build_server  # noqa: E402 (after the extra's check)
+from catdog_pl.serving.uploads import DecodedUpload  # noqa: E402
 
 MAX_UPLOAD_MB = 1
 LAYOUT = ("--workers", "2", "--threads", "1", "--api_servers", "2")
@@ -166,14 +166,17 @@ def test_page_is_served_at_the_root(server):
     assert requests.get(f"{server.url}/nothing", timeout=5).json() == {"error": "Not Found"}
 
 
-def test_onnx_server_gives_the_same_labels(trained, tmp_path):
-    """Against the fp32 predictor: the ONNX graph is fp32, where predict may run bf16 autocast."""
+def test_onnx_server_gives_the_same_labels_without_torch(trained, tmp_path):
+    """Against the fp32 predictor: the ONNX graph is fp32, where predict may run bf16 autocast. Every process of
+    the server (main, HTTP, worker) runs with torch and Lightning made unimportable: the ONNX path needs neither."""
     pytest.importorskip("onnxruntime", reason="the [onnx] extra is not installed")
     checkpoint, data = trained
     rows = Predictor.from_checkpoint(checkpoint, bf16=False).predict_many(expand_inputs(data / "test_set"))
     expected = {row.path: (row.label, row.probability) for row in rows}
     main(["export", "--ckpt_path", str(checkpoint), "--output", str(tmp_path / "model.onnx")])
-    with Server("--onnx", str(tmp_path / "model.onnx"), "--workers", "1", log=tmp_path / "server.log") as onnx_server:
+    forbid = ("torch", "lightning", "torchvision", "timm", "torchmetrics")
+    onnx_file = str(tmp_path / "model.onnx")
+    with Server("--onnx", onnx_file, "--workers", "1", log=tmp_path / "server.log", forbid=forbid) as onnx_server:
         info = requests.get(f"{onnx_server.url}/info", timeout=5).json()
         assert info["runtime"] == "onnxruntime" and (info["workers"], info["api_servers"]) == (1, 1)
         for path, (label, p_dog) in expected.items():

@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from catdog_pl.transforms import (
+from catdog_pl.data.transforms import (
     build_eval_transform,
     build_train_transform,
     train_source_size,

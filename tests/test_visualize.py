@@ -11,7 +11,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from catdog_pl.cli import main
-from catdog_pl.report import report
+from catdog_pl.reporting.report import report
 
 from .helpers import CONFIG, QUIET, make_dataset
 

@@ -1,32 +1,21 @@
-"""The command line: a ``LightningCLI`` over ``CatDogModule`` and ``CatDogDataModule``, and the subcommands
-beside it (``prepare``, ``report``, ``export``, ``serve``)."""
+"""The command line: ``fit``, ``validate``, ``test`` and ``predict`` (:mod:`catdog_pl.lightning_cli`, a
+``LightningCLI``), and the subcommands beside it (``prepare``, ``report``, ``export``, ``serve``), each imported only
+when asked for: ``serve --onnx`` runs without torch or Lightning, and ``serve`` and ``export`` need optional extras."""
 
 from __future__ import annotations
 
 import importlib
-import inspect
-import os
+import logging
 import sys
 import warnings
-from pathlib import Path
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import torch
-from jsonargparse import Namespace
-from lightning.pytorch import Trainer
-from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
+from catdog_pl.core.errors import CatDogError
 
-from catdog_pl.backbones import resolve_preprocessing
-from catdog_pl.checkpointing import use_atomic_checkpoint_io
-from catdog_pl.checkpoints import check_checkpoint, describe
-from catdog_pl.data import CatDogDataModule
-from catdog_pl.ddp_watchdog import PeerWatchdog
-from catdog_pl.devices import default_precision
-from catdog_pl.errors import CatDogError, CheckpointError
-from catdog_pl.evaluation import format_accuracy
-from catdog_pl.module import CatDogModule
-from catdog_pl.prediction import PredictionWriter
+if TYPE_CHECKING:
+    from catdog_pl.lightning_cli import CatDogCLI
 
-SEED = 42
 # Warnings from the libraries that a user of the command line can do nothing about, each matched by its text and
 # category; `main` hides them, so that what it prints is worth reading.
 KNOWN_WARNINGS = (
@@ -46,118 +35,30 @@ DESCRIPTION = (
 #: Subcommands beside LightningCLI's: each the ``main(args)`` of its module, imported only when asked for (serve and
 #: export need optional extras).
 OWN_SUBCOMMANDS = ("prepare", "report", "export", "serve")
-#: Model options that belong to an evaluation, not to the weights: given on the command line or in a config, they
-#: win over the checkpoint's.
-EVALUATION_OPTIONS = ("tta",)
-#: Model options that describe the weights: a configuration that asks for other values than the checkpoint's is
-#: refused rather than silently overridden.
-WEIGHT_OPTIONS = ("backbone", "image_size")
+#: Subcommands beside LightningCLI's -> the module whose ``main(args)`` runs them.
+OWN_SUBCOMMANDS = {
+    "prepare": "catdog_pl.data.prepare",
+    "report": "catdog_pl.reporting.report",
+    "export": "catdog_pl.inference.export",
+    "serve": "catdog_pl.serving.server",
+}
+#: Lightning's INFO records that advertise a service rather than say something about the run, matched by text.
+ADVERTS = ("try installing [litlogger]",)
 
 
-def _image_size(backbone: str, image_size: int | None) -> int:
-    return resolve_preprocessing(backbone, image_size).image_size
+class DropAdverts(logging.Filter):
+    """Drops Lightning's advert for its cloud logger ("Tip: For seamless cloud logging ... litlogger"), an INFO
+    record that every fit printed; the rest of Lightning's output stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(advert in record.getMessage() for advert in ADVERTS)
 
 
-def _interpolation(backbone: str, interpolation: str | None) -> str:
-    return resolve_preprocessing(backbone, interpolation=interpolation).interpolation
-
-
-class SaveConfigWithRun(SaveConfigCallback):
-    """Save ``config.yaml`` into the run folder; without a logger there is no run folder, and nothing is saved
-    (rather than a ``config.yaml`` dropped into the working folder)."""
-
-    def setup(self, trainer, pl_module, stage: str) -> None:
-        if trainer.logger is not None:
-            super().setup(trainer, pl_module, stage)
-
-
-class CatDogCLI(LightningCLI):
-    """``fit``, ``validate``, ``test`` and ``predict``, with the data following the model's image size."""
-
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        # The model is the source of truth: its backbone's preprocessing (or a checkpoint's) reaches the data.
-        parser.link_arguments(("model.backbone", "model.image_size"), "data.image_size", compute_fn=_image_size)
-        parser.link_arguments(
-            ("model.backbone", "model.interpolation"), "data.interpolation", compute_fn=_interpolation
-        )
-        # predict writes its CSV through this callback (--prediction.output); other subcommands leave it idle.
-        parser.add_lightning_class_args(PredictionWriter, "prediction")
-
-    def _parse_ckpt_path(self) -> None:
-        # Refuse a file that is not a catdog_pl checkpoint, or not of the configured network, with one line, before
-        # Lightning reads its hyper-parameters into the configuration (where the checkpoint's win).
-        subcommand = self.config.get("subcommand")
-        ckpt_path = subcommand and self.config[subcommand].get("ckpt_path")
-        if not ckpt_path or (subcommand == "fit" and not os.path.exists(ckpt_path)):
-            return super()._parse_ckpt_path()
-        saved = check_checkpoint(ckpt_path)["hyper_parameters"]
-        model = self.config[subcommand].model
-        defaults = {name: p.default for name, p in inspect.signature(CatDogModule).parameters.items()}
-        asked = {
-            key: model.get(key) for key in (*WEIGHT_OPTIONS, *EVALUATION_OPTIONS) if model.get(key) != defaults.get(key)
-        }
-        for key in WEIGHT_OPTIONS:
-            if key in asked and asked[key] != saved.get(key, defaults.get(key)):
-                raise CheckpointError(
-                    f"{ckpt_path}: this checkpoint holds {describe(saved)}, but the configuration asks for "
-                    f"model.{key}={asked[key]}; leave the model options out (the checkpoint carries them) or pass "
-                    "a checkpoint of that model"
-                )
-        super()._parse_ckpt_path()
-        for key in EVALUATION_OPTIONS:
-            if key in asked:
-                self.config[subcommand].model[key] = asked[key]
-
-    def instantiate_trainer(self, **kwargs: object) -> Trainer:
-        trainer = super().instantiate_trainer(**kwargs)
-        use_atomic_checkpoint_io(trainer.strategy)  # a save killed midway leaves the previous checkpoint in place
-        trainer.callbacks.append(PeerWatchdog())  # under DDP, a dead process stops the others with a message
-        return trainer
-
-    def after_test(self) -> None:
-        metrics = self.trainer.callback_metrics
-        if self.trainer.is_global_zero and "test/n" in metrics:
-            total = int(metrics["test/n"])
-            print(f"test accuracy {format_accuracy(round(float(metrics['test/acc']) * total), total)}", flush=True)
-
-    def after_predict(self) -> None:
-        writer = next(cb for cb in self.trainer.callbacks if isinstance(cb, PredictionWriter))
-        if self.trainer.is_global_zero and writer.path is not None:
-            print(writer.summary(), flush=True)
-        if writer.rows and not any(row.ok for row in writer.rows):
-            raise SystemExit(f"catdog_pl: error: none of the {len(writer.rows)} images could be predicted")
-
-    def before_instantiate_classes(self) -> None:
-        config = self.config[self.subcommand] if self.subcommand else self.config
-        if config.trainer.precision is None:
-            config.trainer.precision = default_precision(config.trainer.accelerator)
-        if config.trainer.enable_progress_bar is False and config.trainer.callbacks:
-            # configs/cnn.yaml sets the bar's refresh rate with a TQDMProgressBar callback, which Lightning refuses
-            # beside enable_progress_bar=False: turning the bar off drops it.
-            config.trainer.callbacks = [
-                callback
-                for callback in config.trainer.callbacks
-                if not str(getattr(callback, "class_path", "")).endswith("ProgressBar")
-            ]
-        if self.subcommand == "fit" and config.get("ckpt_path") and os.path.isfile(config.ckpt_path):
-            continue_run_folder(config.trainer, config.ckpt_path)
-
-
-def continue_run_folder(trainer: Namespace, ckpt_path: str) -> None:
-    """Resuming from ``<save_dir>/<name>/version_N/checkpoints/x.ckpt`` logs on into ``version_N``, not a new one.
-
-    Only for a ``TensorBoardLogger`` whose version the user left unset, and only when the checkpoint lies in the
-    folder that logger would write to; the event files then continue from the restored global step.
-    """
-    logger = trainer.get("logger")
-    if not isinstance(logger, Namespace) or not str(logger.get("class_path", "")).endswith("TensorBoardLogger"):
-        return
-    args = logger.init_args
-    run_dir = Path(ckpt_path).resolve().parent.parent
-    if args.get("version") is not None or Path(ckpt_path).resolve().parent.name != "checkpoints":
-        return
-    if run_dir.parent == (Path(args.get("save_dir") or ".") / (args.get("name") or "")).resolve():
-        args.version = run_dir.name
+def __getattr__(name: str) -> object:
+    # CatDogCLI and its helpers, the command line's before 0.3, from their module (imported on first use).
+    if name in ("CatDogCLI", "SaveConfigWithRun", "continue_run_folder", "SEED"):
+        return getattr(importlib.import_module("catdog_pl.lightning_cli"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def quiet_known_warnings() -> None:
@@ -166,26 +67,33 @@ def quiet_known_warnings() -> None:
         warnings.filterwarnings("ignore", message=message, category=category)
 
 
-def main(args: ArgsType = None) -> CatDogCLI | None:
+def drop_adverts() -> None:
+    """Put :class:`DropAdverts` on the logger of Lightning's rank-zero messages, once."""
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(existing, DropAdverts) for existing in logger.filters):
+        logger.addFilter(DropAdverts())
+
+
+def main(args: Sequence[str] | None = None) -> CatDogCLI | None:
     """Run the CLI on ``args`` (``sys.argv[1:]`` when ``None``); problems with the user's files exit with one line."""
     argv = sys.argv[1:] if args is None else list(args)
-    # Denormal floats to zero before any tensor work (PyTorch's CPU threads take the mode from this thread when
-    # they start): Adam's moment estimates turn denormal late in a run, and its step was then 5-10x slower.
-    torch.set_flush_denormal(True)
+    command = argv[0] if argv else None
     quiet_known_warnings()
+    drop_adverts()
     try:
-        if argv[:1] and argv[0] in OWN_SUBCOMMANDS:
-            importlib.import_module(f"catdog_pl.{argv[0]}").main(argv[1:])
+        if command != "serve":  # serve's workers are processes of their own, and an ONNX file's need no torch
+            import torch
+
+            # Denormal floats to zero before any tensor work (PyTorch's CPU threads take the mode from this thread
+            # when they start): Adam's moment estimates turn denormal late in a run, and its step was then 5-10x
+            # slower.
+            torch.set_flush_denormal(True)
+        if command in OWN_SUBCOMMANDS:
+            importlib.import_module(OWN_SUBCOMMANDS[command]).main(argv[1:])
             return None
-        return CatDogCLI(
-            CatDogModule,
-            CatDogDataModule,
-            seed_everything_default=SEED,
-            save_config_callback=SaveConfigWithRun,
-            save_config_kwargs={"overwrite": True},
-            parser_kwargs={"description": DESCRIPTION},
-            args=args,
-        )
+        from catdog_pl.lightning_cli import run_lightning_cli
+
+        return run_lightning_cli(args, DESCRIPTION)
     except CatDogError as error:
         print(f"catdog_pl: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -1,0 +1,71 @@
+"""``predict``'s CSV under Lightning: a prediction writer that gathers every process's rows under DDP and writes
+them once, in input order, with the Python API's rows and table."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import BasePredictionWriter
+
+from catdog_pl.core.labels import check_threshold
+from catdog_pl.inference.predictor import Prediction, collect, format_table, make_predictions, write_csv
+
+
+class PredictionWriter(BasePredictionWriter):
+    """Write every prediction to a CSV (``path,label,p_<class 1>,error``), once and in input order, also under DDP.
+
+    Args:
+        output: CSV path; by default ``predictions.csv`` in the run folder (``trainer.log_dir``).
+        threshold: probability of class 1 at or above which the label is class 1; by default the model's.
+        show: rows printed on the terminal.
+    """
+
+    def __init__(self, output: str | None = None, threshold: float | None = None, show: int = 20) -> None:
+        super().__init__(write_interval="epoch")
+        self.output = output
+        self.threshold = threshold if threshold is None else check_threshold(threshold)
+        self.show = show
+        self.rows: list[Prediction] = []
+        self.path: Path | None = None
+        self.threshold_used: float | None = None
+        self.class_names: list[str] = []
+        self._default_output = "predictions.csv"
+
+    def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # trainer.log_dir is a collective under DDP: every process asks here, at the same point, and only rank 0
+        # writes at the end.
+        log_dir = trainer.log_dir
+        self._default_output = os.path.join(log_dir or ".", "predictions.csv")
+
+    def write_on_epoch_end(
+        self, trainer: Trainer, pl_module: LightningModule, predictions: Sequence, batch_indices: Sequence
+    ) -> None:
+        probabilities: dict[int, float] = {}
+        errors: dict[int, str] = {}
+        for batch in predictions:
+            collect(probabilities, errors, batch["index"], batch["probability"], batch["error"])
+        if trainer.world_size > 1:  # every rank predicted a shard: gather them, each index kept once
+            gathered: list = [None] * trainer.world_size
+            torch.distributed.all_gather_object(gathered, (probabilities, errors))
+            for shard_probabilities, shard_errors in gathered:
+                probabilities.update(shard_probabilities)
+                errors.update(shard_errors)
+        dataset = trainer.predict_dataloaders.dataset
+        threshold = pl_module.hparams.threshold if self.threshold is None else self.threshold
+        self.class_names = list(pl_module.hparams.class_names)
+        self.rows = make_predictions(dataset, probabilities, errors, self.class_names, threshold)
+        self.threshold_used = threshold
+        if trainer.is_global_zero:
+            self.path = write_csv(self.rows, self.output or self._default_output, self.class_names)
+
+    def summary(self) -> str:
+        """The terminal report: a short table, then one line with the counts and the CSV's path."""
+        failed = sum(not row.ok for row in self.rows)
+        return (
+            f"{format_table(self.rows, self.class_names, self.show)}\n{len(self.rows)} images: "
+            f"{len(self.rows) - failed} predicted, {failed} failed (threshold {self.threshold_used:g}) -> {self.path}"
+        )

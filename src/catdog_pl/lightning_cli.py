@@ -1,0 +1,155 @@
+"""``fit``, ``validate``, ``test`` and ``predict``: a ``LightningCLI`` over ``CatDogModule`` and ``CatDogDataModule``,
+with the data following the model's image size and checkpoints checked before Lightning reads them."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from pathlib import Path
+
+from jsonargparse import Namespace
+from lightning.pytorch import Trainer
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
+
+from catdog_pl.compat.lightning import CheckpointBeforeLightning
+from catdog_pl.core.devices import default_precision
+from catdog_pl.core.errors import CheckpointError
+from catdog_pl.data.datamodule import CatDogDataModule
+from catdog_pl.evaluation.metrics import format_accuracy
+from catdog_pl.inference.checkpoints import check_checkpoint, describe
+from catdog_pl.inference.writer import PredictionWriter
+from catdog_pl.models.preprocessing import resolve_preprocessing
+from catdog_pl.training.checkpointing import use_atomic_checkpoint_io
+from catdog_pl.training.module import CatDogModule
+from catdog_pl.training.watchdog import PeerWatchdog
+
+SEED = 42
+#: Model options that belong to an evaluation, not to the weights: given on the command line or in a config, they
+#: win over the checkpoint's.
+EVALUATION_OPTIONS = ("tta",)
+#: Model options that describe the weights: a configuration that asks for other values than the checkpoint's is
+#: refused rather than silently overridden.
+WEIGHT_OPTIONS = ("backbone", "image_size")
+
+
+def _image_size(backbone: str, image_size: int | None) -> int:
+    return resolve_preprocessing(backbone, image_size).image_size
+
+
+def _interpolation(backbone: str, interpolation: str | None) -> str:
+    return resolve_preprocessing(backbone, interpolation=interpolation).interpolation
+
+
+class SaveConfigWithRun(SaveConfigCallback):
+    """Save ``config.yaml`` into the run folder; without a logger there is no run folder, and nothing is saved
+    (rather than a ``config.yaml`` dropped into the working folder)."""
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if trainer.logger is not None:
+            super().setup(trainer, pl_module, stage)
+
+
+class CatDogCLI(CheckpointBeforeLightning, LightningCLI):
+    """``fit``, ``validate``, ``test`` and ``predict``, with the data following the model's image size."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # The model is the source of truth: its backbone's preprocessing (or a checkpoint's) reaches the data.
+        parser.link_arguments(("model.backbone", "model.image_size"), "data.image_size", compute_fn=_image_size)
+        parser.link_arguments(
+            ("model.backbone", "model.interpolation"), "data.interpolation", compute_fn=_interpolation
+        )
+        # predict writes its CSV through this callback (--prediction.output); other subcommands leave it idle.
+        parser.add_lightning_class_args(PredictionWriter, "prediction")
+
+    def check_ckpt_path(self) -> None:
+        # Refuse a file that is not a catdog_pl checkpoint, or not of the configured network, with one line, before
+        # Lightning reads its hyper-parameters into the configuration (where the checkpoint's win).
+        self._asked: dict = {}
+        subcommand = self.config.get("subcommand")
+        ckpt_path = subcommand and self.config[subcommand].get("ckpt_path")
+        if not ckpt_path or (subcommand == "fit" and not os.path.exists(ckpt_path)):
+            return
+        saved = check_checkpoint(ckpt_path)["hyper_parameters"]
+        model = self.config[subcommand].model
+        defaults = {name: p.default for name, p in inspect.signature(CatDogModule).parameters.items()}
+        asked = {
+            key: model.get(key) for key in (*WEIGHT_OPTIONS, *EVALUATION_OPTIONS) if model.get(key) != defaults.get(key)
+        }
+        for key in WEIGHT_OPTIONS:
+            if key in asked and asked[key] != saved.get(key, defaults.get(key)):
+                raise CheckpointError(
+                    f"{ckpt_path}: this checkpoint holds {describe(saved)}, but the configuration asks for "
+                    f"model.{key}={asked[key]}; leave the model options out (the checkpoint carries them) or pass "
+                    "a checkpoint of that model"
+                )
+        self._asked = asked
+
+    def after_ckpt_path(self) -> None:
+        # Evaluation options given on the command line or in a config win over the checkpoint's.
+        subcommand = self.config.get("subcommand")
+        for key in EVALUATION_OPTIONS:
+            if key in self._asked:
+                self.config[subcommand].model[key] = self._asked[key]
+
+    def instantiate_trainer(self, **kwargs: object) -> Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        use_atomic_checkpoint_io(trainer.strategy)  # a save killed midway leaves the previous checkpoint in place
+        trainer.callbacks.append(PeerWatchdog())  # under DDP, a dead process stops the others with a message
+        return trainer
+
+    def after_test(self) -> None:
+        metrics = self.trainer.callback_metrics
+        if self.trainer.is_global_zero and "test/n" in metrics:
+            total = int(metrics["test/n"])
+            print(f"test accuracy {format_accuracy(round(float(metrics['test/acc']) * total), total)}", flush=True)
+
+    def after_predict(self) -> None:
+        writer = next(cb for cb in self.trainer.callbacks if isinstance(cb, PredictionWriter))
+        if self.trainer.is_global_zero and writer.path is not None:
+            print(writer.summary(), flush=True)
+        if writer.rows and not any(row.ok for row in writer.rows):
+            raise SystemExit(f"catdog_pl: error: none of the {len(writer.rows)} images could be predicted")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.trainer.precision is None:
+            config.trainer.precision = default_precision(config.trainer.accelerator)
+        if config.trainer.enable_progress_bar is False and config.trainer.callbacks:
+            # configs/cnn.yaml sets the bar's refresh rate with a TQDMProgressBar callback, which Lightning refuses
+            # beside enable_progress_bar=False: turning the bar off drops it.
+            config.trainer.callbacks = [
+                callback
+                for callback in config.trainer.callbacks
+                if not str(getattr(callback, "class_path", "")).endswith("ProgressBar")
+            ]
+        if self.subcommand == "fit" and config.get("ckpt_path") and os.path.isfile(config.ckpt_path):
+            continue_run_folder(config.trainer, config.ckpt_path)
+
+
+def continue_run_folder(trainer: Namespace, ckpt_path: str) -> None:
+    """Resuming from ``<save_dir>/<name>/version_N/checkpoints/x.ckpt`` logs on into ``version_N``, not a new one.
+
+    Only for a ``TensorBoardLogger`` whose version the user left unset, and only when the checkpoint lies in the
+    folder that logger would write to; the event files then continue from the restored global step.
+    """
+    logger = trainer.get("logger")
+    if not isinstance(logger, Namespace) or not str(logger.get("class_path", "")).endswith("TensorBoardLogger"):
+        return
+    args = logger.init_args
+    run_dir = Path(ckpt_path).resolve().parent.parent
+    if args.get("version") is not None or Path(ckpt_path).resolve().parent.name != "checkpoints":
+        return
+    if run_dir.parent == (Path(args.get("save_dir") or ".") / (args.get("name") or "")).resolve():
+        args.version = run_dir.name
+
+
+def run_lightning_cli(args: ArgsType, description: str) -> CatDogCLI:
+    return CatDogCLI(
+        CatDogModule,
+        CatDogDataModule,
+        seed_everything_default=SEED,
+        save_config_callback=SaveConfigWithRun,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={"description": description},
+        args=args,
+    )

@@ -1,0 +1,207 @@
+"""``python -m catdog_pl report``: a run as PNGs and a Markdown page, for people without TensorBoard.
+
+    python -m catdog_pl report lightning_logs/version_0             # data_dir from the run's config.yaml
+    python -m catdog_pl report path/to/last.ckpt --data_dir dataset --out reports/mine
+
+Writes ``curves.png`` (loss, accuracy, AUROC, F1 and learning rate per epoch, from the run's event files),
+``confusion_matrix.png``, ``worst_mistakes.png`` (the test photos the checkpoint gets most wrong, with true label,
+predicted label and probability), ``augmented_batch.png`` (what the training augmentation does) and
+``index.md`` with the metrics table linking them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from PIL import Image
+
+from catdog_pl.core.errors import InputError
+from catdog_pl.core.labels import label_for, label_of, probability_name
+from catdog_pl.core.parallel import available_cores
+from catdog_pl.data.cache import decode_all
+from catdog_pl.data.folders import TEST_DIR, TRAIN_DIR, SafeImageFolder, check_layout
+from catdog_pl.data.images import load_rgb
+from catdog_pl.data.transforms import BatchTrainAugment, train_source_size
+from catdog_pl.evaluation.metrics import confusion_counts, format_accuracy, worst_mistakes
+from catdog_pl.evaluation.pictures import captioned_grid, confusion_image, mistake_caption, to_uint8_images
+from catdog_pl.inference.predictor import Predictor
+
+CURVES = (("loss", "loss"), ("acc", "accuracy"), ("auroc", "AUROC"), ("f1", "F1"))
+
+
+def find_run(target: Path) -> tuple[Path | None, Path]:
+    """(run folder or None, checkpoint) from a run folder or a checkpoint file."""
+    if target.is_file():
+        run = target.parent.parent if target.parent.name == "checkpoints" else None
+        return run, target
+    if target.is_dir():
+        checkpoint = target / "checkpoints" / "last.ckpt"
+        if not checkpoint.is_file():
+            found = sorted((target / "checkpoints").glob("*.ckpt"))
+            if not found:
+                raise InputError(f"{target}: no checkpoints/*.ckpt in this run folder")
+            checkpoint = found[-1]
+        return target, checkpoint
+    raise InputError(f"{target}: no such run folder or checkpoint")
+
+
+def read_scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar of a run's event files: tag -> [(step, value)], the last value of each step kept."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    scalars: dict[str, dict[int, float]] = {}
+    for events in sorted({path.parent for path in run.glob("events.out.tfevents.*")}):
+        accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        accumulator.Reload()
+        for tag in accumulator.Tags()["scalars"]:
+            for event in accumulator.Scalars(tag):
+                scalars.setdefault(tag, {})[event.step] = event.value
+    return {tag: sorted(values.items()) for tag, values in scalars.items()}
+
+
+def epoch_series(scalars: dict, tag: str) -> tuple[list[int], list[float]]:
+    """A tag's values against their epoch: Lightning logs ``epoch`` at each epoch's last step, so a value logged
+    at step ``s`` belongs to the epoch of the first such step at or after ``s``."""
+    marks = scalars.get("epoch", [])
+    steps = [step for step, _ in marks]
+    points = []
+    for step, value in scalars.get(tag, []):
+        at = bisect.bisect_left(steps, step)
+        points.append((int(marks[at][1]) if at < len(marks) else int(marks[-1][1]) + 1 if marks else step, value))
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def plot_curves(scalars: dict, output: Path) -> Path | None:
+    from matplotlib.figure import Figure  # no pyplot: the process's matplotlib backend is left alone
+
+    lr_tags = [tag for tag in scalars if tag.startswith("lr-")]
+    panels = [(key, title) for key, title in CURVES if f"train/{key}" in scalars or f"val/{key}" in scalars]
+    if not panels:
+        return None
+    columns = len(panels) + bool(lr_tags)
+    fig = Figure(figsize=(4.2 * columns, 3.6))
+    axes = np.atleast_1d(fig.subplots(1, columns))
+    for ax, (key, title) in zip(axes, panels, strict=False):
+        for stage, style in (("train", "-o"), ("val", "-s")):
+            epochs, values = epoch_series(scalars, f"{stage}/{key}")
+            if values:
+                ax.plot(epochs, values, style, markersize=3, label=stage)
+        ax.set(title=title, xlabel="epoch", ylabel=title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if lr_tags:
+        epochs, values = epoch_series(scalars, lr_tags[0])
+        axes[-1].plot(epochs, values, "-o", markersize=3)
+        axes[-1].set(title="learning rate", xlabel="epoch", ylabel="learning rate")
+        axes[-1].grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(output, dpi=100)
+    return output
+
+
+def save_png(array: np.ndarray, output: Path) -> Path:
+    Image.fromarray(array).save(output)
+    return output
+
+
+def photo_thumbnails(paths: Sequence[str], side: int = 192) -> list[np.ndarray]:
+    """The photos as they are on disk, each fitted into ``side`` x ``side`` (aspect kept)."""
+    thumbnails = []
+    for path in paths:
+        img = load_rgb(path, min_size=side)
+        img.thumbnail((side, side))
+        thumbnails.append(np.asarray(img))
+    return thumbnails
+
+
+def augmented_batch(data_dir: Path, predictor: Predictor, count: int = 16) -> tuple[list[np.ndarray], list[str]]:
+    """Training photos as the network sees them (zoom, shear, flip at its input size), with their labels."""
+    folder = SafeImageFolder(str(data_dir / TRAIN_DIR))
+    picks = np.random.default_rng(0).choice(len(folder.samples), size=min(count, len(folder.samples)), replace=False)
+    samples = [folder.samples[i] for i in picks]
+    size = predictor.image_size
+    images, _ = decode_all(
+        [path for path, _ in samples], train_source_size(size), interpolation=predictor.interpolation, progress=False
+    )
+    augmented = BatchTrainAugment(size)(images, generator=torch.Generator().manual_seed(0))
+    return to_uint8_images(augmented), [label_of(predictor.class_names[target]) for _, target in samples]
+
+
+def evaluate(predictor: Predictor, data_dir: Path) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """(paths, targets, class-1 probabilities) of the readable test photos."""
+    folder = SafeImageFolder(str(data_dir / TEST_DIR))
+    paths = [path for path, _ in folder.samples]
+    rows = predictor.predict_many(paths, num_workers=min(2, available_cores()))
+    ok = [i for i, row in enumerate(rows) if row.ok]
+    targets = torch.tensor([folder.targets[i] for i in ok], dtype=torch.long)
+    return [paths[i] for i in ok], targets, torch.tensor([rows[i].probability for i in ok])
+
+
+def report(target: Path, out: Path | None = None, data_dir: Path | None = None, worst: int = 12) -> Path:
+    """Write the report of a run folder or checkpoint into ``out``; return the Markdown page's path."""
+    run, checkpoint = find_run(target)
+    if data_dir is None and run is not None and (run / "config.yaml").is_file():
+        data_dir = Path(yaml.safe_load((run / "config.yaml").read_text())["data"]["data_dir"])
+    if data_dir is None:
+        raise InputError(f"{target}: no run config.yaml to read data_dir from; pass --data_dir")
+    out = out or Path("reports") / (run.name if run is not None else checkpoint.stem)
+    out.mkdir(parents=True, exist_ok=True)
+    predictor = Predictor.from_checkpoint(checkpoint)
+    names, threshold = predictor.class_names, predictor.threshold
+    check_layout(data_dir, (TEST_DIR,))
+    sections = [f"# Report: {run or checkpoint}", "", f"Checkpoint `{checkpoint}`, test photos from `{data_dir}`.", ""]
+
+    scalars = read_scalars(run) if run is not None else {}
+    if scalars:
+        sections += ["## Last epoch", "", "| metric | train | val |", "| --- | --- | --- |"]
+        for key, title in CURVES:
+            values = [epoch_series(scalars, f"{stage}/{key}")[1] for stage in ("train", "val")]
+            sections.append(f"| {title} | " + " | ".join(f"{v[-1]:.3f}" if v else "" for v in values) + " |")
+        if plot_curves(scalars, out / "curves.png"):
+            sections += ["", "![training curves](curves.png)", ""]
+
+    paths, targets, probs = evaluate(predictor, data_dir)
+    counts = confusion_counts(probs, targets, threshold)
+    accuracy = format_accuracy(int(counts.trace()), int(counts.sum()))
+    sections += ["## Test set", "", f"Accuracy **{accuracy}** (95 % Wilson interval) at threshold {threshold:g}.", ""]
+    title = f"{len(paths)} test photos, accuracy {accuracy}"
+    save_png(confusion_image(counts, names, title), out / "confusion_matrix.png")
+    sections += ["![confusion matrix](confusion_matrix.png)", ""]
+    ranked = worst_mistakes(probs, targets, threshold, worst).tolist()
+    if ranked:
+        rows = [(paths[i], int(targets[i]), float(probs[i])) for i in ranked]
+        captions = [f"{Path(path).name}\n{mistake_caption(p, true, names, threshold)}" for path, true, p in rows]
+        save_png(
+            captioned_grid(photo_thumbnails([r[0] for r in rows]), captions, columns=4), out / "worst_mistakes.png"
+        )
+        column = probability_name(names)
+        sections += ["## Worst mistakes", "", "![worst mistakes](worst_mistakes.png)", "",
+                     f"| photo | true | predicted | {column} |", "| --- | --- | --- | --- |"]  # fmt: skip
+        for path, true, p in rows:
+            sections.append(f"| {path} | {label_of(names[true])} | {label_for(p, names, threshold)} | {p:.3f} |")
+        sections.append("")
+    if (data_dir / TRAIN_DIR).is_dir():
+        save_png(captioned_grid(*augmented_batch(data_dir, predictor)), out / "augmented_batch.png")
+        sections += ["## Augmented training images", "", "![augmented batch](augmented_batch.png)", ""]
+    page = out / "index.md"
+    page.write_text("\n".join(sections))
+    print(f"report: {page}")
+    return page
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m catdog_pl report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("target", type=Path, help="a run folder (lightning_logs/version_N) or a checkpoint")
+    parser.add_argument("--data_dir", type=Path, help="the data (default: the run's config.yaml data.data_dir)")
+    parser.add_argument("--out", type=Path, help="output folder (default: reports/<run or checkpoint name>)")
+    parser.add_argument("--worst", type=int, default=12, help="worst mistakes to show")
+    ns = parser.parse_args(args)
+    report(ns.target, ns.out, ns.data_dir, ns.worst)

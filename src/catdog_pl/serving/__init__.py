@@ -1,0 +1,3 @@
+"""``serve``: the LitServe app, its upload rules and the web page. Imports ``core``, ``data.images`` and
+``inference``; never ``training``, and no torch when it serves an ONNX file.
+"""
