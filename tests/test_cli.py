@@ -164,3 +164,25 @@ def test_library_warnings_a_user_cannot_act_on_are_hidden(tiny_data, monkeypatch
     if not known(quiet=False):
         pytest.skip("the installed Lightning and torch no longer emit any of cli.KNOWN_WARNINGS: drop them")
     assert known(quiet=True) == set()
+
+
+def test_lightnings_logger_advert_is_dropped_and_its_other_messages_kept(tiny_data, tmp_path, monkeypatch):
+    """Every fit printed Lightning's "Tip: ... try installing [litlogger]" INFO record; main drops that one alone."""
+    import logging
+
+    monkeypatch.chdir(tmp_path)
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    handler = Keep(level=logging.INFO)
+    lightning_logger = logging.getLogger("lightning.pytorch")
+    lightning_logger.addHandler(handler)
+    try:
+        run("fit", tiny_data, "--trainer.max_epochs 1 --trainer.limit_train_batches 1")
+    finally:
+        lightning_logger.removeHandler(handler)
+    assert records and not any("litlogger" in message for message in records), records
+    assert any("GPU available" in message for message in records)  # the rest of Lightning's output stays

@@ -32,9 +32,6 @@ DESCRIPTION = (
     "the expected layout; report, which draws a run as PNGs and a Markdown page; export, which writes an ONNX file; "
     "and serve, an HTTP service with a web page (python -m catdog_pl prepare --help, and so on)."
 )
-#: Subcommands beside LightningCLI's: each the ``main(args)`` of its module, imported only when asked for (serve and
-#: export need optional extras).
-OWN_SUBCOMMANDS = ("prepare", "report", "export", "serve")
 #: Subcommands beside LightningCLI's -> the module whose ``main(args)`` runs them.
 OWN_SUBCOMMANDS = {
     "prepare": "catdog_pl.data.prepare",

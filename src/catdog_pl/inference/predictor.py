@@ -1,6 +1,7 @@
-"""Prediction on new photos: the CSV writer of ``predict`` and :class:`Predictor`, the Python API, sharing one
-reader (:class:`~catdog_pl.data.inputs.PredictionSet`), so a photo gets the same probability whichever way it is
-predicted, and the same as ``test`` gives it.
+"""Prediction on new photos: :class:`Predictor`, the Python API, and the rows, CSV and terminal table it shares with
+``predict``'s writer (:mod:`~catdog_pl.inference.writer`). Both read photos with one reader
+(:class:`~catdog_pl.data.inputs.PredictionSet`), so a photo gets the same probability whichever way it is predicted,
+and the same as ``test`` gives it.
 """
 
 from __future__ import annotations
