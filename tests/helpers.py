@@ -65,6 +65,57 @@ def make_dataset(root: Path, n_train: int = 16, n_test: int = 8, seed: int = 0) 
     return root
 
 
+def class_colour(index: int, count: int) -> tuple[int, int, int]:
+    """A distinct colour for each of ``count`` classes: hues around the circle, bright and saturated."""
+    import colorsys
+
+    red, green, blue = colorsys.hsv_to_rgb(index / count, 0.9, 0.9)
+    return int(red * 255), int(green * 255), int(blue * 255)
+
+
+def write_class_image(path: Path, rng: np.random.Generator, colour: tuple[int, int, int]) -> Path:
+    """A small JPEG of one colour with noise: a class a tiny network learns in a few epochs."""
+    size = (int(rng.integers(24, 56)), int(rng.integers(24, 56)))
+    noise = rng.integers(-25, 26, size=(size[1], size[0], 3))
+    pixels = np.clip(np.array(colour)[None, None, :] + noise, 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, quality=90)
+    return path
+
+
+def make_classes(
+    root: Path, classes: int | list[str], counts: dict[str, int], layout: str = "splits", seed: int = 0
+) -> Path:
+    """Photos of ``classes`` (names, or a count: ``c00``, ``c01``, ...) in one of the layouts:
+
+    - ``splits``: ``root/<split>/<class>/*.jpg`` for each split of ``counts`` (``{"train": 8, "val": 4}``);
+    - ``folder``: ``root/<class>/*.jpg``, ``counts["train"]`` each;
+    - ``csv``: the photos in ``root/images/`` and ``root/labels.csv`` (``path,label[,split]``); returns the CSV.
+    """
+    rng = np.random.default_rng(seed)
+    names = classes if isinstance(classes, list) else [f"c{i:02d}" for i in range(classes)]
+    rows = []
+    for split, count in counts.items():
+        for index, name in enumerate(names):
+            for i in range(count):
+                if layout == "splits":
+                    path = root / split / name / f"{name}.{i}.jpg"
+                elif layout == "folder":
+                    path = root / name / f"{name}.{split}.{i}.jpg"
+                else:
+                    path = root / "images" / f"{split}.{name}.{i}.jpg"
+                write_class_image(path, rng, class_colour(index, len(names)))
+                rows.append((str(path.relative_to(root)), name, split))
+    if layout == "csv":
+        with_split = set(counts) != {"train"}
+        with open(root / "labels.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["path", "label", "split"] if with_split else ["path", "label"])
+            writer.writerows(row if with_split else row[:2] for row in rows)
+        return root / "labels.csv"
+    return root
+
+
 def read_csv(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from catdog_pl.data.datamodule import CatDogDataModule, DataLayoutError
-from catdog_pl.data.folders import stratified_split
+from catdog_pl.data.layouts import stratified_split
 
 
 def first_batch(dm: CatDogDataModule, loader, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,11 +54,6 @@ def _break_missing_data_dir(root):
     return root
 
 
-def _break_missing_test_set(root):
-    shutil.rmtree(root / "test_set")
-    return root / "test_set"
-
-
 def _break_one_class(root):
     shutil.rmtree(root / "training_set" / "dogs")
     return root / "training_set"
@@ -66,12 +61,10 @@ def _break_one_class(root):
 
 def _break_three_classes(root):
     (root / "training_set" / "birds").mkdir()
-    return root / "training_set"
+    return root / "test_set"  # its classes differ from training_set's
 
 
-@pytest.mark.parametrize(
-    "breaker", [_break_missing_data_dir, _break_missing_test_set, _break_one_class, _break_three_classes]
-)
+@pytest.mark.parametrize("breaker", [_break_missing_data_dir, _break_one_class, _break_three_classes])
 def test_wrong_layout_is_one_line_naming_the_path(tiny_data, breaker):
     culprit = breaker(tiny_data)
     dm = CatDogDataModule(data_dir=str(tiny_data), num_workers=0)
@@ -94,3 +87,10 @@ def test_setup_draws_progress_bars_where_the_trainer_draws_its_own(tiny_data, ca
         capsys.readouterr()
         dm.setup("fit")
         assert (bar in capsys.readouterr().err) is (trainer_bar is not False)
+
+
+def test_training_set_alone_holds_out_a_fifth_to_validate(tiny_data):
+    shutil.rmtree(tiny_data / "test_set")
+    dm = CatDogDataModule(data_dir=str(tiny_data), num_workers=0)
+    dm.setup("fit")
+    assert (len(dm.train_set), len(dm.val_set)) == (26, 6)  # 0.2 of each class's 16, rounded

@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 
+from catdog_pl.core.labels import decide
 from catdog_pl.evaluation.metrics import confusion_counts, format_accuracy, wilson_interval, worst_mistakes
+from catdog_pl.models.classifier import to_probabilities
 from catdog_pl.training.module import CatDogModule
 
 from .helpers import CONFIG, make_dataset, read_csv, run
@@ -25,10 +27,12 @@ def test_wilson_interval_matches_the_formula_and_its_known_values():
 
 
 def test_confusion_counts_and_worst_mistakes():
-    probs = torch.tensor([0.9, 0.2, 0.6, 0.4, 0.01])
-    targets = torch.tensor([0, 0, 1, 1, 1])
-    assert confusion_counts(probs, targets, 0.5).tolist() == [[1, 1], [2, 1]]
-    assert worst_mistakes(probs, targets, 0.5, 2).tolist() == [4, 0]  # p 0.01 for a dog, then 0.9 for a cat
+    p_dog = torch.tensor([0.9, 0.2, 0.6, 0.4, 0.01, 0.5])
+    probs, targets = torch.stack([1 - p_dog, p_dog], dim=1), torch.tensor([0, 0, 1, 1, 1, 0])
+    predicted = decide(probs, 0.5, binary=True)
+    assert predicted.tolist() == [1, 0, 1, 0, 0, 1]  # at the threshold exactly: class 1, as everywhere
+    assert confusion_counts(predicted, targets, 2).tolist() == [[1, 2], [2, 1]]
+    assert worst_mistakes(probs, predicted, targets, 2).tolist() == [4, 0]  # p 0.01 for a dog, then 0.9 for a cat
 
 
 def test_test_reports_the_interval_and_names_the_probability_after_class_1(tmp_path, capsys):
@@ -48,7 +52,7 @@ def test_test_reports_the_interval_and_names_the_probability_after_class_1(tmp_p
     run("predict", "--ckpt_path", last, "--data.predict_path", data / "test_set", "--prediction.output",
         tmp_path / "p.csv", "--trainer.logger", "false")  # fmt: skip
     rows = read_csv(tmp_path / "p.csv")
-    assert list(rows[0]) == ["path", "label", "p_bee", "error"]
+    assert list(rows[0]) == ["path", "label", "probability", "p_ant", "p_bee", "error"]
     assert {row["label"] for row in rows} <= {"ant", "bee"}
 
 
@@ -56,13 +60,13 @@ def test_flip_tta_averages_the_image_and_its_mirror():
     model = CatDogModule(tta=True).eval()
     images = torch.rand(3, 3, 64, 64)
     with torch.no_grad():
-        plain = torch.sigmoid(model(images))
-        mirrored = torch.sigmoid(model(images.flip(-1)))
+        plain = to_probabilities(model(images))
+        mirrored = to_probabilities(model(images.flip(-1)))
         assert torch.allclose(model.probabilities(images), (plain + mirrored) / 2)
         assert not torch.allclose(plain, mirrored)  # the check above could not pass by accident
         symmetric = torch.cat([images[..., :32], images[..., :32].flip(-1)], dim=-1)
         model.hparams.tta = False
-        assert torch.allclose(model.probabilities(symmetric), torch.sigmoid(model(symmetric)))
+        assert torch.allclose(model.probabilities(symmetric), to_probabilities(model(symmetric)))
 
 
 def test_tta_test_step_gives_predicts_probabilities_from_two_forward_passes():

@@ -91,7 +91,9 @@ def test_onnx_on_files_agrees_with_predict(exported):
     files = expand_inputs(data / "test_set")
     runner = OnnxRunner(path)
     got = runner(np.stack([prepare_image(f, runner.card.image_size) for f in files]))[:, 1]
-    expected = [row.probability for row in Predictor.from_checkpoint(checkpoint, bf16=False).predict_many(files)]
+    expected = [
+        row.probabilities["dog"] for row in Predictor.from_checkpoint(checkpoint, bf16=False).predict_many(files)
+    ]
     np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-5)
 
 
@@ -133,7 +135,7 @@ def test_onnx_labels_equal_pytorch_on_every_test_photo(exported):
         ]
     )
     rows = Predictor.from_checkpoint(checkpoint, bf16=False).predict_many(files)
-    expected = np.array([row.probability for row in rows])
+    expected = np.array([row.probabilities["dog"] for row in rows])
     assert len(files) == 1000 and all(row.ok for row in rows)
     np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-5)
     labels = [card.answer([1 - p, p])["label"] for p in got]

@@ -52,7 +52,7 @@ def test_predict_folder_writes_every_input_once_in_order(trained, tmp_path, caps
     run_cli("predict", "--ckpt_path", checkpoint, "--data.predict_path", folder, "--prediction.output", output)
 
     rows = read_csv(output)
-    assert list(rows[0]) == ["path", "label", "p_dog", "error"]
+    assert list(rows[0]) == ["path", "label", "probability", "p_cat", "p_dog", "error"]
     assert [row["path"] for row in rows] == expand_inputs(folder)  # each once, in input order
     assert len(rows) == 16 + len(bad)
     errors = {Path(row["path"]).name: row["error"] for row in rows if row["error"]}
@@ -66,7 +66,7 @@ def test_predict_folder_writes_every_input_once_in_order(trained, tmp_path, caps
     out = capsys.readouterr().out.splitlines()
     assert out[-1] == f"20 images: 16 predicted, 4 failed (threshold 0.5) -> {output}"
     table = out[-21:-1]  # the header, then the first 20 rows (of 20: no "... more rows" line)
-    assert out[-22].split() == ["path", "label", "p_dog"]
+    assert out[-22].split() == ["path", "label", "probability"]
     assert sum("error: " in line for line in table) == 4
     assert sum(line.split()[1] in ("cat", "dog") for line in table if "error: " not in line) == 16
 
@@ -108,7 +108,9 @@ def test_python_api_matches_cli(trained, tmp_path):
     run_cli("predict", "--ckpt_path", checkpoint, "--data.predict_path", folder, "--prediction.output", output)
     clf = Predictor.from_checkpoint(checkpoint)
     rows = clf.predict_many(paths)
-    np.testing.assert_allclose([r.probability for r in rows], [float(r["p_dog"]) for r in read_csv(output)], atol=1e-6)
+    np.testing.assert_allclose(
+        [r.probabilities["dog"] for r in rows], [float(r["p_dog"]) for r in read_csv(output)], atol=1e-6
+    )
     one = clf.predict(paths[0])
     assert one.label in ("cat", "dog") and one.probability == pytest.approx(rows[0].probability)
     with Image.open(paths[0]) as img:  # a PIL image in any mode works too

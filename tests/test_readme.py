@@ -19,7 +19,7 @@ import torch
 from catdog_pl.cli import main
 from catdog_pl.data.inputs import expand_inputs
 
-from .helpers import ROOT, make_dataset, read_csv, run_subprocess, write_image
+from .helpers import ROOT, make_classes, make_dataset, read_csv, run_subprocess, write_image
 from .serving import Server
 
 README = ROOT / "README.md"
@@ -58,6 +58,10 @@ def workdir(tmp_path_factory) -> Path:
     for i in range(7):  # an odd count: under DDP the sampler repeats one photo to even out the shards
         write_image(root / "photos" / f"p{i}.jpg", rng, bright=i % 2 == 0)
     write_image(root / "photo.jpg", rng, bright=True)
+    # the other layouts the README shows, tiny: train/ + validation/ + test/, a folder of classes, a labels CSV
+    make_classes(root / "clothing", ["hat", "shirt", "shoes"], {"train": 6, "validation": 3, "test": 3})
+    make_classes(root / "flowers", ["daisy", "rose", "tulip"], {"train": 8}, layout="folder")
+    make_classes(root, ["fox", "owl"], {"train": 6, "val": 3}, layout="csv")  # root/labels.csv
     write_image(root / "other.png", rng, bright=False)
     return root
 
@@ -65,6 +69,7 @@ def workdir(tmp_path_factory) -> Path:
 def as_tiny(command: str, root: Path) -> list[str]:
     """The command's arguments with the data made tiny and the epochs cut; every flag otherwise as printed."""
     text = command.replace("../shared/data/cats_vs_dogs", str(root / "data")).replace("version_N", "version_0")
+    text = text.replace("../shared/data/clothing", str(root / "clothing"))
     text = text.replace("configs/", f"{ROOT / 'configs'}/")  # the README runs from the repository's root
     args = shlex.split(text.replace("photos/", str(root / "photos")))
     args = args[3:] if args[:3] == ["python", "-m", "catdog_pl"] else args
@@ -101,7 +106,7 @@ def check(args: list[str], output: str, root: Path, started: float) -> None:
         assert csv_path.stat().st_mtime >= started  # in the run folder, as the README says
         rows = read_csv(csv_path)
         assert [row["path"] for row in rows] == expand_inputs(root / "photos")  # each input once, in order
-        assert list(rows[0]) == ["path", "label", "p_dog", "error"]
+        assert list(rows[0]) == ["path", "label", "probability", "p_cat", "p_dog", "error"]
     elif args[0] == "report":
         assert (root / "reports" / Path(args[1]).name / "index.md").is_file()
     elif args[0] == "export":

@@ -51,7 +51,8 @@ def test_formats_modes_and_sizes_users_have(tmp_path):
     rng = np.random.default_rng(0)
     for split in ("training_set", "test_set"):
         for name in ("cats", "dogs"):
-            write_image(tmp_path / split / name / "plain.jpg", rng, bright=name == "dogs")
+            for copy in ("plain.jpg", "plain2.jpg"):  # a class needs 2 photos
+                write_image(tmp_path / split / name / copy, rng, bright=name == "dogs")
     cats = tmp_path / "training_set" / "cats"
     pixels = rng.integers(0, 256, (40, 30, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(cats / "a.png")
@@ -66,7 +67,7 @@ def test_formats_modes_and_sizes_users_have(tmp_path):
     Image.fromarray(pixels[:33, :1]).save(cats / "thin.png")  # 1 x 33 px
     dm = CatDogDataModule(data_dir=str(tmp_path), num_workers=0)
     dm.setup("fit")
-    assert len(dm.train_set) == 10 + 1 and len(dm.skipped) == 0
+    assert len(dm.train_set) == 10 + 3 and len(dm.skipped) == 0
     assert dm.train_set.images.shape[1:] == (3, 80, 80)
 
 

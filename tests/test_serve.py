@@ -48,7 +48,7 @@ def expected(trained) -> dict[str, tuple[str, float]]:
     """file path -> (label, p_dog) from the Python API, for the tiny test set."""
     checkpoint, data = trained
     rows = Predictor.from_checkpoint(checkpoint).predict_many(expand_inputs(data / "test_set"))
-    return {row.path: (row.label, row.probability) for row in rows}
+    return {row.path: (row.label, row.probabilities["dog"]) for row in rows}
 
 
 def post_file(url: str, path: Path | str, data: bytes | None = None) -> requests.Response:
@@ -172,7 +172,7 @@ def test_onnx_server_gives_the_same_labels_without_torch(trained, tmp_path):
     pytest.importorskip("onnxruntime", reason="the [onnx] extra is not installed")
     checkpoint, data = trained
     rows = Predictor.from_checkpoint(checkpoint, bf16=False).predict_many(expand_inputs(data / "test_set"))
-    expected = {row.path: (row.label, row.probability) for row in rows}
+    expected = {row.path: (row.label, row.probabilities["dog"]) for row in rows}
     main(["export", "--ckpt_path", str(checkpoint), "--output", str(tmp_path / "model.onnx")])
     forbid = ("torch", "lightning", "torchvision", "timm", "torchmetrics")
     onnx_file = str(tmp_path / "model.onnx")

@@ -12,10 +12,12 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from catdog_pl.compat.lightning import CheckpointBeforeLightning
+from catdog_pl.core.csvfile import write_text_atomic
 from catdog_pl.core.devices import default_precision
 from catdog_pl.core.errors import CheckpointError
 from catdog_pl.data.datamodule import CatDogDataModule
-from catdog_pl.evaluation.metrics import format_accuracy
+from catdog_pl.data.folders import is_image_file
+from catdog_pl.data.layouts import read_layout
 from catdog_pl.inference.checkpoints import check_checkpoint, describe
 from catdog_pl.inference.writer import PredictionWriter
 from catdog_pl.models.preprocessing import resolve_preprocessing
@@ -30,6 +32,10 @@ EVALUATION_OPTIONS = ("tta",)
 #: Model options that describe the weights: a configuration that asks for other values than the checkpoint's is
 #: refused rather than silently overridden.
 WEIGHT_OPTIONS = ("backbone", "image_size")
+#: Data options that decide which photos are held out: a checkpoint's test and validate take the checkpoint's.
+SPLIT_OPTIONS = ("val_split", "test_split", "seed")
+#: The model's class names by default, replaced by the data's when a new model is fitted.
+DEFAULT_CLASSES = tuple(inspect.signature(CatDogModule).parameters["class_names"].default)
 
 
 def _image_size(backbone: str, image_size: int | None) -> int:
@@ -83,6 +89,14 @@ class CatDogCLI(CheckpointBeforeLightning, LightningCLI):
                     "a checkpoint of that model"
                 )
         self._asked = asked
+        # validate and test repeat the split the checkpoint was trained with: its held-out photos, never training
+        # photos, whatever the configuration's val_split, test_split and seed.
+        saved_data = check_checkpoint(ckpt_path).get("datamodule_hyper_parameters") or {}
+        if subcommand in ("validate", "test"):
+            data = self.config[subcommand].data
+            for key in SPLIT_OPTIONS:
+                if key in saved_data and data.get(key) != saved_data[key]:
+                    data[key] = saved_data[key]
 
     def after_ckpt_path(self) -> None:
         # Evaluation options given on the command line or in a config win over the checkpoint's.
@@ -98,10 +112,17 @@ class CatDogCLI(CheckpointBeforeLightning, LightningCLI):
         return trainer
 
     def after_test(self) -> None:
-        metrics = self.trainer.callback_metrics
-        if self.trainer.is_global_zero and "test/n" in metrics:
-            total = int(metrics["test/n"])
-            print(f"test accuracy {format_accuracy(round(float(metrics['test/acc']) * total), total)}", flush=True)
+        # trainer.log_dir is a collective under DDP: every process asks, only rank 0 writes.
+        log_dir = self.trainer.log_dir if self.trainer.logger is not None else None
+        summary = getattr(self.model, "test_summary", None)
+        if summary is None or not self.trainer.is_global_zero:
+            return
+        print(summary.report(), flush=True)
+        if log_dir:
+            dataset = f"{self.datamodule.data_dir} ({self.datamodule.layout.sources['test']})"
+            json_path = write_text_atomic(Path(log_dir) / "metrics.json", summary.to_json(dataset))
+            csv_path = write_text_atomic(Path(log_dir) / "per_class.csv", summary.per_class_csv())
+            print(f"figures -> {json_path}, {csv_path}", flush=True)
 
     def after_predict(self) -> None:
         writer = next(cb for cb in self.trainer.callbacks if isinstance(cb, PredictionWriter))
@@ -124,6 +145,14 @@ class CatDogCLI(CheckpointBeforeLightning, LightningCLI):
             ]
         if self.subcommand == "fit" and config.get("ckpt_path") and os.path.isfile(config.ckpt_path):
             continue_run_folder(config.trainer, config.ckpt_path)
+        elif self.subcommand == "fit" and tuple(config.model.class_names) == DEFAULT_CLASSES:
+            # A new model's classes are the data's: the head's size depends on them, before the data's setup.
+            config.model.class_names = tuple(data_classes(config.data))
+
+
+def data_classes(data: Namespace) -> list[str]:
+    """The class names of the data a configuration names (its layout read as ``setup`` will read it)."""
+    return read_layout(data.data_dir, is_image_file, data.val_split, data.test_split, data.seed).class_names
 
 
 def continue_run_folder(trainer: Namespace, ckpt_path: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import warnings
 from collections.abc import Callable
 from functools import partial
@@ -11,24 +10,16 @@ from pathlib import Path
 import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
+from catdog_pl.core.csvfile import write_csv_atomic
 from catdog_pl.core.errors import DataLayoutError, InputError
 from catdog_pl.core.parallel import default_num_workers
 from catdog_pl.data.cache import CachedImages, cache_nbytes, decode_all, passthrough_collate
-from catdog_pl.data.folders import (
-    LAYOUT,
-    TEST_DIR,
-    TRAIN_DIR,
-    SafeImageFolder,
-    SkippedImages,
-    check_layout,
-    collate_skip_bad,
-    scan,
-    stratified_split,
-)
+from catdog_pl.data.folders import LabelledImages, SkippedImages, collate_skip_bad, is_image_file, scan
 from catdog_pl.data.images import DEFAULT_MAX_PIXELS, load_rgb
 from catdog_pl.data.inputs import PredictionSet, expand_inputs
+from catdog_pl.data.layouts import Layout, read_layout
 from catdog_pl.data.transforms import (
     DEFAULT_SHEAR,
     DEFAULT_ZOOM,
@@ -40,7 +31,9 @@ from catdog_pl.data.transforms import (
 
 
 class CatDogDataModule(LightningDataModule):
-    """Two classes of photos from folders laid out as the original's ``training_set/`` and ``test_set/``.
+    """Photos of any number of classes, in any layout of :mod:`~catdog_pl.data.layouts`: the original's
+    ``training_set/`` + ``test_set/``, ``train/`` + ``val/`` (+ ``test/``), a bare folder of class folders, or a
+    labels CSV. ``setup`` prints the layout it found in one line.
 
     Two data paths give the same images to the network:
 
@@ -58,14 +51,19 @@ class CatDogDataModule(LightningDataModule):
     taken to be wrong and setup stops with an error.
 
     Args:
-        data_dir: folder holding ``training_set/{cats,dogs}`` and ``test_set/{cats,dogs}``.
+        data_dir: the data: a folder in one of the layouts, or a labels CSV (``path,label[,split]``).
         image_size: side of the square images the network sees (Keras ``target_size``); follows the model's.
         interpolation: ``bilinear`` or ``bicubic``, the filter that squashes each photo; follows the model's.
         batch_size: images per batch, per process under DDP (Keras ``batch_size``).
         num_workers: DataLoader worker processes when streaming; ``None`` picks from the CPU cores.
-        val_split: 0 validates on ``test_set`` as the original did; above 0 holds out that fraction of
-            ``training_set`` (stratified, seeded) and keeps ``test_set`` for ``test`` alone.
-        seed: seed of the ``val_split`` hold-out.
+        val_split: ``None`` (the default) validates on the layout's own validation split (the original's
+            ``test_set``, as the original did; a ``val/`` folder) or, where it has none, on 0.2 of the training
+            photos; a fraction holds out that share of the training photos (stratified, seeded) instead.
+        test_split: where the layout has no test split, the share of the training photos held out for ``test``;
+            0 (the default) tests on the validation photos, which are held out too. A checkpoint's ``test`` and
+            ``validate`` repeat the split it was trained with (see the command line).
+        seed: seed of the held-out splits.
+        balance: draw training batches with each class equally likely (a weighted sampler), for imbalanced data.
         zoom: Keras ``zoom_range`` of the train augmentation.
         shear: Keras ``shear_range`` (degrees) of the train augmentation.
         hflip: Keras ``horizontal_flip``.
@@ -86,8 +84,10 @@ class CatDogDataModule(LightningDataModule):
         interpolation: str = "bilinear",
         batch_size: int = 32,
         num_workers: int | None = None,
-        val_split: float = 0.0,
+        val_split: float | None = None,
+        test_split: float = 0.0,
         seed: int = 42,
+        balance: bool = False,
         zoom: float = DEFAULT_ZOOM,
         shear: float = DEFAULT_SHEAR,
         hflip: bool = True,
@@ -100,14 +100,19 @@ class CatDogDataModule(LightningDataModule):
         max_image_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
         super().__init__()
-        if not 0.0 <= val_split < 1.0:
+        if val_split is not None and not 0.0 <= val_split < 1.0:
             raise DataLayoutError(f"val_split must be in [0, 1), got {val_split}")
+        if not 0.0 <= test_split < 1.0 or (val_split or 0.0) + test_split >= 1.0:
+            raise DataLayoutError(f"test_split must be in [0, 1) and leave training photos, got {test_split}")
         # The preprocessing is the model's (linked by the command line), logged and saved with it.
         self.save_hyperparameters(ignore=["image_size", "interpolation"])
         self.image_size, self.interpolation = image_size, interpolation
         self.data_dir = Path(data_dir)
         self.batch_size = batch_size
         self.class_names: list[str] | None = None
+        self.class_counts: list[int] | None = None  # training photos per class, for a balanced loss
+        self.layout: Layout | None = None
+        self.train_targets: list[int] = []
         self.cached: bool | None = None  # whether setup decoded the photos into memory
         self.train_set = self.val_set = self.test_set = None  # Datasets, assigned by setup
         self.predict_set: PredictionSet | None = None
@@ -133,12 +138,14 @@ class CatDogDataModule(LightningDataModule):
         """``skipped_images.csv`` in the run folder, or ``None`` without a trainer and logger."""
         return Path(self._log_dir) / "skipped_images.csv" if self._log_dir else None
 
-    def _folder(self, split: str, transform: Callable, min_size: int) -> SafeImageFolder:
+    def read_layout(self) -> Layout:
+        """The layout of ``data_dir`` with this module's splits (see :func:`~catdog_pl.data.layouts.read_layout`)."""
+        hp = self.hparams
+        return read_layout(self.data_dir, is_image_file, hp.val_split, hp.test_split, hp.seed)
+
+    def _folder(self, split: str, transform: Callable, min_size: int) -> LabelledImages:
         loader = partial(load_rgb, min_size=min_size, max_pixels=self.hparams.max_image_pixels)
-        folder = SafeImageFolder(str(self.data_dir / split), transform=transform, loader=loader)
-        if len(folder) == 0:
-            raise DataLayoutError(f"{self.data_dir / split}: no images found; expected the layout {LAYOUT}")
-        return folder
+        return LabelledImages(getattr(self.layout, split), self.layout.sources[split], transform, loader)
 
     def _use_cache(self, counts_and_sides: list[tuple[int, int]]) -> bool:
         if self.hparams.cache is not None:
@@ -152,11 +159,11 @@ class CatDogDataModule(LightningDataModule):
             return False
         return True
 
-    def _screen(self, folder: SafeImageFolder, side: int | None) -> torch.Tensor | None:
+    def _screen(self, folder: LabelledImages, side: int | None) -> torch.Tensor | None:
         """Set aside the unreadable files of ``folder``; with ``side``, return the readable ones decoded (cache)."""
         hp = self.hparams
         paths = [path for path, _ in folder.samples]
-        name = Path(folder.root).name
+        name = folder.root
         if side is not None:
             options = {
                 "max_pixels": hp.max_image_pixels,
@@ -184,7 +191,7 @@ class CatDogDataModule(LightningDataModule):
             images = images[good] if images is not None else None
         return images
 
-    def _dataset(self, folder: SafeImageFolder, images: torch.Tensor | None) -> Dataset:
+    def _dataset(self, folder: LabelledImages, images: torch.Tensor | None) -> Dataset:
         if images is None:
             return folder
         dataset = CachedImages(images, torch.tensor(folder.targets))
@@ -202,41 +209,41 @@ class CatDogDataModule(LightningDataModule):
             inputs = expand_inputs(hp.predict_path)
             self.predict_set = PredictionSet(inputs, self.image_size, hp.max_image_pixels, self.interpolation)
             return
-        self.class_names = check_layout(self.data_dir)
+        self.layout = self.read_layout()
+        self.class_names = list(self.layout.class_names)
+        rank_zero_info(f"catdog_pl: {self.layout.describe()}")
         source = train_source_size(self.image_size, hp.zoom)
         eval_transform = build_eval_transform(self.image_size, self.interpolation)
-        held_out = hp.val_split > 0
         if stage in ("fit", "validate"):
             train = self._folder(
-                TRAIN_DIR,
+                "train",
                 build_train_transform(self.image_size, hp.zoom, hp.shear, hp.hflip, self.interpolation),
                 source,
             )
-            val = None if held_out else self._folder(TEST_DIR, eval_transform, self.image_size)
-            n_val = round(len(train) * hp.val_split) if held_out else len(val)
-            self.cached = self._use_cache([(len(train), source), (n_val, self.image_size)])
-            train_images = self._screen(train, source if self.cached else None) if stage == "fit" or held_out else None
-            if held_out:
-                train_idx, val_idx = stratified_split(train.targets, hp.val_split, hp.seed)
-                val = copy.copy(train)
-                val.transform = eval_transform
-                val.loader = partial(load_rgb, min_size=self.image_size, max_pixels=hp.max_image_pixels)
-                val.keep(val_idx)
-                train.keep(train_idx)
-                train_images = train_images[train_idx] if train_images is not None else None
-                # Its files were screened with training_set's: decode them at eval size, or stream them as they are.
-                val_images = self._screen(val, self.image_size) if self.cached else None
-            else:
-                val_images = self._screen(val, self.image_size if self.cached else None)
-            self.train_set = self._dataset(train, train_images) if stage == "fit" else None
-            self.val_set = self._dataset(val, val_images)
+            val = self._folder("val", eval_transform, self.image_size)
+            self.cached = self._use_cache([(len(train), source), (len(val), self.image_size)])
+            if stage == "fit":
+                train_images = self._screen(train, source if self.cached else None)
+                self.train_set = self._dataset(train, train_images)
+                counts = torch.bincount(torch.tensor(train.targets, dtype=torch.long), minlength=len(self.class_names))
+                self.class_counts = counts.tolist()
+                self.train_targets = list(train.targets)
+                self._write_split()
+            self.val_set = self._dataset(val, self._screen(val, self.image_size if self.cached else None))
         if stage == "test":
-            test = self._folder(TEST_DIR, eval_transform, self.image_size)
+            test = self._folder("test", eval_transform, self.image_size)
             self.cached = self._use_cache([(len(test), self.image_size)])
             self.test_set = self._dataset(test, self._screen(test, self.image_size if self.cached else None))
         path = "cached in memory" if self.cached else "streaming from disk"
         rank_zero_info(f"catdog_pl: {path} ({getattr(stage, 'value', stage)})")
         self._write_report()
+
+    def _write_split(self) -> None:
+        """``split.csv`` in the run folder: every held-out file (``path,class,split``, paths relative to the data),
+        so that what validated and what tests can be checked, and is never a training photo."""
+        if self.report_path is None or not self.trainer.is_global_zero:
+            return
+        write_csv_atomic(self.report_path.with_name("split.csv"), ("path", "class", "split"), self.layout.held_out())
 
     def _write_report(self) -> None:
         """Rank 0 writes the report; another rank writes its own file only for files that failed in its shard."""
@@ -274,14 +281,21 @@ class CatDogDataModule(LightningDataModule):
         workers = self.num_workers
         if isinstance(dataset, CachedImages):
             collate = passthrough_collate
-        elif isinstance(dataset, SafeImageFolder):
+        elif isinstance(dataset, LabelledImages):
             collate = collate_skip_bad
         else:
             collate = None
+        sampler = None
+        if train and self.hparams.balance:  # each class equally likely in every batch, drawn with replacement
+            counts = torch.bincount(torch.as_tensor(self.train_targets)).float()
+            weights = (1.0 / counts)[torch.as_tensor(self.train_targets)]
+            generator = torch.Generator().manual_seed(self.hparams.seed)
+            sampler = WeightedRandomSampler(weights.double(), len(weights), replacement=True, generator=generator)
         return DataLoader(
             dataset,
             batch_size=batch_size or self.batch_size,
-            shuffle=train,
+            shuffle=train and sampler is None,
+            sampler=sampler,
             num_workers=workers,
             persistent_workers=workers > 0,
             collate_fn=collate,

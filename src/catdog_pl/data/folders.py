@@ -1,5 +1,5 @@
-"""Photo folders as users have them: the original's layout checked with one-line errors, images found by content,
-and unreadable files set aside (never fatal, never silent) with a report of each one and why."""
+"""Labelled photos as datasets: images found by content, and unreadable files set aside (never fatal, never
+silent) with a report of each one and why. The layouts themselves are :mod:`~catdog_pl.data.layouts`."""
 
 from __future__ import annotations
 
@@ -9,17 +9,16 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from torch.utils.data import default_collate
-from torchvision.datasets import ImageFolder
+from torch.utils.data import Dataset, default_collate
 
 from catdog_pl.core.csvfile import write_csv_atomic
-from catdog_pl.core.errors import DataLayoutError, ImageError
+from catdog_pl.core.errors import ImageError
 from catdog_pl.core.parallel import thread_map
 from catdog_pl.data.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, load_rgb, verify_image
 
+#: The original's folders (what ``prepare`` writes).
 TRAIN_DIR = "training_set"
 TEST_DIR = "test_set"
-LAYOUT = "<data_dir>/{training_set,test_set}/{cats,dogs}/*.jpg"
 
 #: First bytes of the image formats PIL reads here, to recognise images whatever their file names say.
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
@@ -45,54 +44,31 @@ def is_image_file(path: str) -> bool:
     return head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
 
 
-def find_classes(split_dir: Path) -> list[str]:
-    """The two class folders of one split, sorted (``cats`` = 0, ``dogs`` = 1), or a one-line error."""
-    if not split_dir.is_dir():
-        raise DataLayoutError(f"{split_dir}: folder not found; expected the layout {LAYOUT}")
-    classes = sorted(entry.name for entry in os.scandir(split_dir) if entry.is_dir() and not entry.name.startswith("."))
-    if len(classes) != 2:
-        found = ", ".join(classes) if classes else "none"
-        raise DataLayoutError(
-            f"{split_dir}: expected exactly 2 class folders (e.g. cats/ and dogs/), found {len(classes)}: {found}"
-        )
-    return classes
-
-
-def check_layout(data_dir: str | os.PathLike, splits: Sequence[str] = (TRAIN_DIR, TEST_DIR)) -> list[str]:
-    """Check ``data_dir`` against the original's layout and return the class names."""
-    root = Path(data_dir)
-    if not root.is_dir():
-        raise DataLayoutError(
-            f"{root}: data_dir not found; expected the layout {LAYOUT} "
-            "(pass --data.data_dir, or fetch the public set with: python -m catdog_pl prepare --out dataset)"
-        )
-    classes = None
-    for split in splits:
-        found = find_classes(root / split)
-        if classes is not None and found != classes:
-            raise DataLayoutError(f"{root / split}: class folders {found} differ from {root / splits[0]}'s {classes}")
-        classes = found
-    return classes
-
-
-class SafeImageFolder(ImageFolder):
-    """``ImageFolder`` that finds images by content, names empty class folders, and never dies on one bad file.
+class LabelledImages(Dataset):
+    """Labelled image files (a split of a :class:`~catdog_pl.data.layouts.Layout`) that never die on one bad file.
 
     A file that fails to load returns ``(None, target, message)``; :func:`collate_skip_bad` drops it from the
     batch and hands the message on, so that the data module reports it and the epoch goes on.
     """
 
-    def __init__(self, root: str, transform: Callable | None = None, loader: Callable = load_rgb) -> None:
-        for name in find_classes(Path(root)):
-            folder = Path(root) / name
-            if not any(is_image_file(str(folder / f)) for _, _, files in os.walk(folder) for f in files):
-                raise DataLayoutError(f"{folder}: class folder holds no images; expected {LAYOUT}")
-        super().__init__(root, transform=transform, loader=loader, is_valid_file=is_image_file)
+    def __init__(
+        self,
+        samples: Sequence[tuple[str, int]],
+        name: str,
+        transform: Callable | None = None,
+        loader: Callable = load_rgb,
+    ) -> None:
+        self.samples = list(samples)
+        self.targets = [target for _, target in self.samples]
+        self.root = name  # what messages call this split: ``train/``, ``0.2 of train/``
+        self.transform, self.loader = transform, loader
+
+    def __len__(self) -> int:
+        return len(self.samples)
 
     def keep(self, indices: Sequence[int]) -> None:
         """Keep only these samples (the ones that passed the scan)."""
         self.samples = [self.samples[i] for i in indices]
-        self.imgs = self.samples
         self.targets = [target for _, target in self.samples]
 
     def __getitem__(self, index: int) -> tuple:
@@ -152,17 +128,3 @@ class SkippedImages:
     def write(self, output: str | os.PathLike) -> Path:
         rows = ([path, message[len(path) + 2 :], when] for path, (message, when) in self.entries.items())
         return write_csv_atomic(output, ("path", "reason", "when"), rows)
-
-
-def stratified_split(targets: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Split indices into (train, val) keeping each class's share; the same seed gives the same split."""
-    generator = torch.Generator().manual_seed(seed)
-    targets_t = torch.as_tensor(targets)
-    train, val = [], []
-    for label in torch.unique(targets_t).tolist():
-        members = torch.nonzero(targets_t == label).flatten()
-        members = members[torch.randperm(len(members), generator=generator)]
-        n_val = round(len(members) * fraction)
-        val += members[:n_val].tolist()
-        train += members[n_val:].tolist()
-    return sorted(train), sorted(val)

@@ -9,8 +9,6 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from catdog_pl.core.labels import label_for, label_of, probability_name
-
 
 def _font(size: int = 12) -> ImageFont.ImageFont:
     try:
@@ -52,45 +50,83 @@ def captioned_grid(
     return np.asarray(sheet)
 
 
-def mistake_caption(probability: float, target: int, class_names: Sequence[str], threshold: float) -> str:
-    """``true dog / pred cat / p_dog 0.12`` for one misclassified image."""
+def mistake_caption(probabilities: Sequence[float], target: int, predicted: int, labels: Sequence[str]) -> str:
+    """``true dog / pred cat 0.88`` for one misclassified image: the true label, the predicted one and its
+    probability, and the true label's."""
     return (
-        f"true {label_of(class_names[int(target)])}\npred {label_for(probability, class_names, threshold)}\n"
-        f"{probability_name(class_names)} {probability:.2f}"
+        f"true {labels[int(target)]} {float(probabilities[int(target)]):.2f}\n"
+        f"pred {labels[int(predicted)]} {float(probabilities[int(predicted)]):.2f}"
     )
 
 
-def confusion_image(counts: torch.Tensor | np.ndarray, class_names: Sequence[str], title: str = "") -> np.ndarray:
-    """A 2x2 confusion matrix (rows: true class, columns: predicted) as a heat map with counts and row shares."""
+def confusion_image(counts: torch.Tensor | np.ndarray, labels: Sequence[str], title: str = "") -> np.ndarray:
+    """A C x C confusion matrix (rows: true class, columns: predicted) as a heat map of the row shares (each true
+    class's recall on the diagonal), each cell with its count and, where it fits, its share of the row."""
     counts = np.asarray(counts)
-    cell, margin = 110, 110
-    img = Image.new("RGB", (margin + 2 * cell + 10, margin + 2 * cell + 10), "white")
-    draw, font = ImageDraw.Draw(img), _font(13)
-    peak = max(int(counts.max()), 1)
-    for true in range(2):
-        for pred in range(2):
+    size = len(labels)
+    cell = int(max(26, min(110, 640 // size)))
+    margin = int(min(160, max(90, 30 + 7 * max(len(label) for label in labels))))
+    img = Image.new("RGB", (margin + size * cell + 10, margin + size * cell + 10), "white")
+    draw = ImageDraw.Draw(img)
+    font, big = _font(max(9, min(13, cell // 4))), _font(max(10, min(18, cell // 3)))
+    for true in range(size):
+        total = max(int(counts[true].sum()), 1)
+        for pred in range(size):
             value = int(counts[true, pred])
-            shade = int(255 - 180 * value / peak)
+            share = value / total
+            shade = int(255 - 200 * share)
             colour = (shade, shade, 255) if true == pred else (255, shade, shade)
             x0, y0 = margin + pred * cell, margin + true * cell
-            draw.rectangle([x0, y0, x0 + cell - 2, y0 + cell - 2], fill=colour, outline=(120, 120, 120))
-            share = value / max(int(counts[true].sum()), 1)
+            draw.rectangle([x0, y0, x0 + cell - 2, y0 + cell - 2], fill=colour, outline=(150, 150, 150))
             centre = (x0 + cell // 2, y0 + cell // 2)
-            draw.text(centre, str(value), fill="black", font=_font(18), anchor="mb")
-            draw.text((centre[0], centre[1] + 4), f"{share:.0%}", fill="black", font=font, anchor="mt")
-    for i, name in enumerate(class_names):
-        draw.text((margin + i * cell + cell // 2, margin - 8), label_of(name), fill="black", font=font, anchor="ms")
-        draw.text((margin - 8, margin + i * cell + cell // 2), label_of(name), fill="black", font=font, anchor="rm")
-    draw.text((margin + cell, margin - 30), "predicted", fill="black", font=font, anchor="ms")
-    draw.text((8, margin + cell), "true", fill="black", font=font, anchor="lm")
-    draw.text((8, 8), title, fill="black", font=font)
+            if cell >= 60:
+                draw.text(centre, str(value), fill="black", font=big, anchor="mb")
+                draw.text((centre[0], centre[1] + 4), f"{share:.0%}", fill="black", font=font, anchor="mt")
+            elif value:
+                draw.text(centre, str(value), fill="black", font=font, anchor="mm")
+    for i, label in enumerate(labels):
+        draw.text((margin + i * cell + cell // 2, margin - 6), label[:12], fill="black", font=font, anchor="ms")
+        draw.text((margin - 6, margin + i * cell + cell // 2), label, fill="black", font=font, anchor="rm")
+    draw.text((margin + size * cell // 2, 22), "predicted", fill="black", font=font, anchor="ms")
+    draw.text((4, margin - 6), "true", fill="black", font=font, anchor="ls")
+    draw.text((4, 4), title, fill="black", font=font)
     return np.asarray(img)
 
 
-def counts_markdown(counts: torch.Tensor | np.ndarray, class_names: Sequence[str]) -> str:
-    """The confusion counts as a Markdown table."""
+def reliability_image(bins: Sequence[tuple[float, float, int]], ece: float, title: str = "") -> np.ndarray:
+    """The reliability diagram: each confidence bin's accuracy against its mean confidence (a calibrated model's
+    points lie on the diagonal), dots sized by the bin's images, with the expected calibration error."""
+    side, margin = 320, 44
+    img = Image.new("RGB", (side + margin + 16, side + margin + 30), "white")
+    draw, font = ImageDraw.Draw(img), _font(11)
+
+    def xy(confidence: float, accuracy: float) -> tuple[float, float]:
+        return margin + confidence * side, 20 + (1 - accuracy) * side
+
+    draw.rectangle([*xy(0, 1), *xy(1, 0)], outline=(120, 120, 120))
+    draw.line([*xy(0, 0), *xy(1, 1)], fill=(160, 160, 160), width=1)
+    for tick in (0.0, 0.5, 1.0):
+        draw.text((xy(tick, 0)[0], xy(tick, 0)[1] + 4), f"{tick:g}", fill="black", font=font, anchor="mt")
+        draw.text((xy(0, tick)[0] - 4, xy(0, tick)[1]), f"{tick:g}", fill="black", font=font, anchor="rm")
+    peak = max((count for _, _, count in bins), default=1)
+    previous = None
+    for confidence, accuracy, count in bins:
+        x, y = xy(confidence, accuracy)
+        if previous is not None:
+            draw.line([*previous, x, y], fill=(60, 90, 200), width=2)
+        radius = 2 + 6 * (count / peak) ** 0.5
+        draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=(60, 90, 200))
+        previous = (x, y)
+    draw.text((margin + side // 2, side + 40), "confidence (probability of the predicted label)", fill="black",
+              font=font, anchor="mt")  # fmt: skip
+    draw.text((margin + 6, 24), f"accuracy; ECE {ece:.3f}", fill="black", font=font)
+    draw.text((4, 4), title, fill="black", font=font)
+    return np.asarray(img)
+
+
+def counts_markdown(counts: torch.Tensor | np.ndarray, labels: Sequence[str]) -> str:
+    """The confusion counts as a Markdown table (rows: true class, columns: predicted)."""
     counts = np.asarray(counts)
-    labels = [label_of(name) for name in class_names]
-    rows = [f"| true \\\\ predicted | {labels[0]} | {labels[1]} |", "| --- | --- | --- |"]
-    rows += [f"| {labels[i]} | {counts[i, 0]} | {counts[i, 1]} |" for i in range(2)]
+    rows = ["| true \\\\ predicted | " + " | ".join(labels) + " |", "| --- " * (len(labels) + 1) + "|"]
+    rows += [f"| {labels[i]} | " + " | ".join(str(int(v)) for v in counts[i]) + " |" for i in range(len(labels))]
     return "\n".join(rows)

@@ -10,7 +10,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from catdog_pl import __version__
-from catdog_pl.core.labels import label_for, label_of
+from catdog_pl.core.labels import Classes, decide_one
+
+#: ``serve`` answers every class's probability up to this many classes, else the most probable ones.
+MAX_ANSWER_CLASSES = 20
 
 if TYPE_CHECKING:
     from catdog_pl.inference.predictor import Predictor
@@ -23,6 +26,8 @@ class ModelCard:
     class_names: tuple[str, ...]
     threshold: float
     image_size: int
+    display_labels: tuple[str, ...] = ()
+    task: str | None = None
     interpolation: str = "bilinear"
     mean: tuple[float, ...] = (0.0, 0.0, 0.0)
     std: tuple[float, ...] = (1.0, 1.0, 1.0)
@@ -35,10 +40,13 @@ class ModelCard:
     def of(cls, predictor: Predictor, metrics: dict[str, float] | None = None) -> ModelCard:
         """The card of a predictor; ``metrics`` are the checkpoint's (its last validation, and test if it ran)."""
         metrics = metrics or {}
+        classes = predictor.classes
         return cls(
-            class_names=tuple(predictor.class_names),
-            threshold=float(predictor.threshold),
+            class_names=classes.names,
+            threshold=float(classes.threshold),
             image_size=int(predictor.image_size),
+            display_labels=classes.labels,
+            task="binary" if classes.binary else "multiclass",
             interpolation=str(predictor.interpolation),
             mean=tuple(float(v) for v in predictor.mean),
             std=tuple(float(v) for v in predictor.std),
@@ -48,8 +56,15 @@ class ModelCard:
         )
 
     @property
+    def classes(self) -> Classes:
+        return Classes.of(
+            {"class_names": self.class_names, "labels": self.display_labels, "task": self.task},
+            self.threshold,
+        )
+
+    @property
     def labels(self) -> list[str]:
-        return [label_of(name) for name in self.class_names]
+        return list(self.classes.labels)
 
     def resize_recipe(self) -> dict:
         """The decode and resize steps, exactly, for a client that prepares the ``image`` input itself."""
@@ -68,6 +83,8 @@ class ModelCard:
         """ONNX ``metadata_props``: strings, lists and dicts as JSON."""
         props = {
             "class_names": json.dumps(list(self.class_names)),
+            "labels": json.dumps(self.labels),
+            "decision": json.dumps(self.classes.rule()),
             "threshold": repr(self.threshold),
             "image_size": str(self.image_size),
             "resize": json.dumps(self.resize_recipe()),
@@ -88,6 +105,8 @@ class ModelCard:
             class_names=tuple(json.loads(props["class_names"])),
             threshold=float(props["threshold"]),
             image_size=int(props["image_size"]),
+            display_labels=tuple(json.loads(props.get("labels", "[]"))),
+            task="binary" if json.loads(props.get("decision", "{}")).get("rule", "threshold") == "threshold" else None,
             interpolation=props.get("interpolation", "bilinear"),
             mean=tuple(json.loads(props.get("mean", "[0, 0, 0]"))),
             std=tuple(json.loads(props.get("std", "[1, 1, 1]"))),
@@ -97,12 +116,16 @@ class ModelCard:
             version=props.get("catdog_pl_version", "unknown"),
         )
 
-    def answer(self, probabilities: Sequence[float]) -> dict:
-        """The JSON answer for one image: its label, each label's probability, and the threshold used."""
+    def answer(self, probabilities: Sequence[float], top_k: int = MAX_ANSWER_CLASSES) -> dict:
+        """The JSON answer for one image: its label and its probability, each label's probability (the ``top_k``
+        most probable above that many classes), and the threshold of a binary model."""
         probabilities = [float(p) for p in probabilities]
-        labels = self.labels
-        return {
-            "label": label_for(probabilities[1], self.class_names, self.threshold),
-            "probabilities": dict(zip(labels, probabilities, strict=True)),
-            "threshold": self.threshold,
-        }
+        classes = self.classes
+        picked = decide_one(probabilities, classes.threshold, classes.binary)
+        every = dict(zip(classes.labels, probabilities, strict=True))
+        if len(every) > top_k:
+            every = dict(sorted(every.items(), key=lambda item: -item[1])[:top_k])
+        answer = {"label": classes.labels[picked], "probability": probabilities[picked], "probabilities": every}
+        if classes.binary:
+            answer["threshold"] = self.threshold
+        return answer

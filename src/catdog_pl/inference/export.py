@@ -1,10 +1,14 @@
 """``python -m catdog_pl export``: a checkpoint as one self-contained ONNX file.
 
 The graph takes ``image``, uint8 ``(N, S, S, 3)`` RGB photos already decoded and squashed (the recipe is in the
-file's metadata under ``resize``), and gives ``probabilities``, float32 ``(N, 2)``; the scaling to [0, 1] and the
-normalisation are inside it. Exported as timm's ``timm/utils/onnx.py`` does: traced with a batch of 2 (batch 1
-would be specialised), the batch axis dynamic, exporter and opset named explicitly (torch >= 2.9 changed the
-default exporter), fp32, then checked with ``onnx.checker``.
+file's metadata under ``resize``), and gives ``probabilities``, float32 ``(N, C)``; the scaling to [0, 1] and the
+normalisation are inside it. The metadata also holds the classes, their display ``labels`` and the ``decision``
+rule (``{"rule": "threshold", "class": 1, "threshold": 0.5}`` for a binary model, ``{"rule": "argmax"}`` else),
+so that a client labels photos from the file alone.
+
+Exported as timm's ``timm/utils/onnx.py`` does: traced with a batch of 2 (batch 1 would be specialised), the batch
+axis dynamic, exporter and opset named explicitly (torch >= 2.9 changed the default exporter), fp32, then checked
+with ``onnx.checker``.
 """
 
 from __future__ import annotations
@@ -67,7 +71,8 @@ def main(args: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m catdog_pl export",
         description="Export a checkpoint to a self-contained ONNX file: uint8 (N, S, S, 3) RGB photos in, "
-        "float32 (N, 2) class probabilities out; classes, threshold and the resize recipe in its metadata.",
+        "float32 (N, C) class probabilities out; classes, labels, the decision rule and the resize recipe in its "
+        "metadata.",
     )
     parser.add_argument("--ckpt_path", required=True, help="a catdog_pl checkpoint (.ckpt)")
     parser.add_argument("--output", default="model.onnx", help="the ONNX file to write (default: model.onnx)")
@@ -81,5 +86,5 @@ def main(args: Sequence[str] | None = None) -> None:
     )  # fmt: skip
     print(
         f"{options.output}: {card.backbone}, input image uint8 (N, {card.image_size}, {card.image_size}, 3), "
-        f"classes {list(card.class_names)}, threshold {card.threshold:g}, {accuracy}"
+        f"labels {card.labels}, {card.classes.rule()}, {accuracy}"
     )

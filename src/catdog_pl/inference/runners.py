@@ -32,8 +32,8 @@ def checkpoint_metrics(ckpt_path: str | os.PathLike) -> dict[str, float]:
 
 
 class ProbabilityHead(torch.nn.Module):
-    """uint8 ``(N, S, S, 3)`` RGB -> float32 ``(N, 2)`` probabilities ``[1 - p, p]``, p that of class 1; ``model`` is a
-    :class:`~catdog_pl.models.classifier.Classifier` (or anything with its ``probabilities``)."""
+    """uint8 ``(N, S, S, 3)`` RGB -> float32 ``(N, C)`` probabilities (``[1 - p, p]`` for a binary model); ``model``
+    is a :class:`~catdog_pl.models.classifier.Classifier` (or anything with its ``probabilities``)."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         super().__init__()
@@ -41,8 +41,7 @@ class ProbabilityHead(torch.nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = image.permute(0, 3, 1, 2).float() / 255.0  # (N, 3, S, S)
-        p = self.model.probabilities(x).float().reshape(-1)  # (N,): normalised inside the module, as in training
-        return torch.stack([1.0 - p, p], dim=1)  # (N, 2)
+        return self.model.probabilities(x).float()  # (N, C): normalised inside the model, as in training
 
 
 class TorchRunner:

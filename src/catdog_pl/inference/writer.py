@@ -11,24 +11,31 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from catdog_pl.core.labels import check_threshold
+from catdog_pl.core.labels import Classes, check_threshold
 from catdog_pl.inference.predictor import Prediction, collect, format_table, make_predictions, write_csv
 
 
 class PredictionWriter(BasePredictionWriter):
-    """Write every prediction to a CSV (``path,label,p_<class 1>,error``), once and in input order, also under DDP.
+    """Write every prediction to a CSV (``path,label,probability,p_<label>...,error``), once and in input order, also
+    under DDP.
 
     Args:
         output: CSV path; by default ``predictions.csv`` in the run folder (``trainer.log_dir``).
-        threshold: probability of class 1 at or above which the label is class 1; by default the model's.
+        threshold: for a binary model, the probability of class 1 at or above which the label is class 1; by
+            default the model's.
         show: rows printed on the terminal.
+        top_k: the CSV keeps each photo's k most probable classes instead of a column per class; by default only
+            above 20 classes (then 5).
     """
 
-    def __init__(self, output: str | None = None, threshold: float | None = None, show: int = 20) -> None:
+    def __init__(
+        self, output: str | None = None, threshold: float | None = None, show: int = 20, top_k: int | None = None
+    ) -> None:
         super().__init__(write_interval="epoch")
         self.output = output
         self.threshold = threshold if threshold is None else check_threshold(threshold)
         self.show = show
+        self.top_k = top_k
         self.rows: list[Prediction] = []
         self.path: Path | None = None
         self.threshold_used: float | None = None
@@ -44,7 +51,7 @@ class PredictionWriter(BasePredictionWriter):
     def write_on_epoch_end(
         self, trainer: Trainer, pl_module: LightningModule, predictions: Sequence, batch_indices: Sequence
     ) -> None:
-        probabilities: dict[int, float] = {}
+        probabilities: dict[int, list[float]] = {}
         errors: dict[int, str] = {}
         for batch in predictions:
             collect(probabilities, errors, batch["index"], batch["probability"], batch["error"])
@@ -55,17 +62,18 @@ class PredictionWriter(BasePredictionWriter):
                 probabilities.update(shard_probabilities)
                 errors.update(shard_errors)
         dataset = trainer.predict_dataloaders.dataset
-        threshold = pl_module.hparams.threshold if self.threshold is None else self.threshold
-        self.class_names = list(pl_module.hparams.class_names)
-        self.rows = make_predictions(dataset, probabilities, errors, self.class_names, threshold)
-        self.threshold_used = threshold
+        classes = Classes.of(dict(pl_module.hparams), self.threshold)
+        self.class_names = list(classes.names)
+        self.rows = make_predictions(dataset, probabilities, errors, classes)
+        self.threshold_used = classes.threshold if classes.binary else None
         if trainer.is_global_zero:
-            self.path = write_csv(self.rows, self.output or self._default_output, self.class_names)
+            self.path = write_csv(self.rows, self.output or self._default_output, classes, self.top_k)
 
     def summary(self) -> str:
         """The terminal report: a short table, then one line with the counts and the CSV's path."""
         failed = sum(not row.ok for row in self.rows)
+        rule = f"threshold {self.threshold_used:g}" if self.threshold_used is not None else "most probable class"
         return (
-            f"{format_table(self.rows, self.class_names, self.show)}\n{len(self.rows)} images: "
-            f"{len(self.rows) - failed} predicted, {failed} failed (threshold {self.threshold_used:g}) -> {self.path}"
+            f"{format_table(self.rows, self.show)}\n{len(self.rows)} images: "
+            f"{len(self.rows) - failed} predicted, {failed} failed ({rule}) -> {self.path}"
         )

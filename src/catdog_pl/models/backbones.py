@@ -6,45 +6,47 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from catdog_pl.models.networks import KerasCNN, ScratchResNet
+from catdog_pl.models.networks import KerasCNN, ScratchResNet, squeeze_single
 from catdog_pl.models.weights import map_state_dict, read_state_dict, resolve_weights_file
 
 OWN_BACKBONES = ("keras_cnn", "scratch_resnet")
 
 
 class TimmBinary(nn.Module):
-    """A timm model with its classifier replaced by one logit."""
+    """A timm model with its classifier replaced by ``num_outputs`` logits (one for two classes)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, num_outputs: int = 1) -> None:
         super().__init__()
-        model.reset_classifier(1)
+        model.reset_classifier(num_outputs)
         self.model = model
 
     def head(self) -> nn.Module:
         return self.model.get_classifier()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x).squeeze(1)  # (B,)
+        return squeeze_single(self.model(x))  # (B,) or (B, C)
 
 
-def create_backbone(name: str, image_size: int, pretrained: bool = False, weights: str | None = None) -> nn.Module:
-    """The network called ``name`` with one logit out; ``pretrained`` takes timm's download, ``weights`` a local
-    state-dict or safetensors file (read with ``weights_only=True``)."""
+def create_backbone(
+    name: str, image_size: int, pretrained: bool = False, weights: str | None = None, num_outputs: int = 1
+) -> nn.Module:
+    """The network called ``name`` with ``num_outputs`` logits out (one for two classes); ``pretrained`` takes
+    timm's download, ``weights`` a local state-dict or safetensors file (read with ``weights_only=True``)."""
     if name == "keras_cnn":
         if pretrained or weights:
             raise ValueError("keras_cnn has no pretrained weights: it trains from Keras's initialisation")
-        return KerasCNN(image_size=image_size)
+        return KerasCNN(image_size=image_size, num_outputs=num_outputs)
     if name == "scratch_resnet":
         if pretrained or weights:
             raise ValueError("scratch_resnet trains from random weights; choose a timm backbone for pretrained ones")
-        return ScratchResNet()
+        return ScratchResNet(num_outputs=num_outputs)
     import timm
 
     model = timm.create_model(name, pretrained=pretrained and not weights)
     if weights:
         path = resolve_weights_file(weights)
         model.load_state_dict(map_state_dict(read_state_dict(path), model.state_dict(), path))
-    return TimmBinary(model)
+    return TimmBinary(model, num_outputs)
 
 
 def head_parameters(net: nn.Module) -> list[nn.Parameter]:

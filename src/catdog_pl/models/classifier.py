@@ -13,15 +13,17 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from catdog_pl.core.labels import Classes
 from catdog_pl.models.backbones import create_backbone
 from catdog_pl.models.preprocessing import resolve_preprocessing
 
 
 class Classifier(nn.Module):
-    """``net`` with its normalisation: ``(B, 3, S, S)`` pixels in [0, 1] -> ``(B,)`` logits of class 1.
+    """``net`` with its normalisation: ``(B, 3, S, S)`` pixels in [0, 1] -> logits, ``(B,)`` of class 1 for a
+    one-logit (binary) head, else ``(B, C)``; :meth:`probabilities` gives ``(B, C)`` for either.
 
     Args:
-        net: the backbone, with its head (one logit).
+        net: the backbone, with its head (one logit for two classes, else one per class).
         mean: per-channel mean subtracted from the pixels.
         std: per-channel divisor after the mean.
         tta: :meth:`probabilities` averages each image's and its mirror image's.
@@ -50,21 +52,39 @@ class Classifier(nn.Module):
         prep = resolve_preprocessing(
             backbone, hparams.get("image_size"), hparams.get("mean"), hparams.get("std"), hparams.get("interpolation")
         )
-        net = create_backbone(backbone, prep.image_size, pretrained=False, weights=None)
+        net = create_backbone(
+            backbone, prep.image_size, pretrained=False, weights=None, num_outputs=num_outputs(hparams)
+        )
         return cls(net, prep.mean, prep.std, bool(hparams.get("tta", False)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits of class 1, shape ``(B,)``, from ``(B, 3, S, S)`` pixels in [0, 1]."""
+        """Logits from ``(B, 3, S, S)`` pixels in [0, 1]: ``(B,)`` of class 1 (binary), or ``(B, C)``."""
         if self.normalize:
             x = (x - self.mean) / self.std
         return self.net(x.contiguous(memory_format=torch.channels_last))
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
-        """Class-1 probabilities, shape ``(B,)``; the mean over the image and its mirror with ``tta``."""
-        return self.with_mirror(x, torch.sigmoid(self(x).float()))
+        """Every class's probability, ``(B, C)``; the mean over the image and its mirror with ``tta``."""
+        return self.with_mirror(x, to_probabilities(self(x)))
 
     def with_mirror(self, x: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-        """With ``tta``, ``probs`` (those of ``x``) averaged with its mirror image's; else ``probs`` itself."""
+        """With ``tta``, ``probs`` (``(B, C)``, those of ``x``) averaged with its mirror image's; else ``probs``."""
         if self.tta:
-            probs = (probs + torch.sigmoid(self(x.flip(-1)).float())) / 2
+            probs = (probs + to_probabilities(self(x.flip(-1)))) / 2
         return probs
+
+
+def to_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """``(B, C)`` probabilities from a one-logit head's ``(B,)`` (``[1 - p, p]``, the sigmoid) or ``(B, C)`` logits
+    (the softmax)."""
+    logits = logits.float()
+    if logits.dim() == 1:
+        p = torch.sigmoid(logits)
+        return torch.stack([1.0 - p, p], dim=1)
+    return torch.softmax(logits, dim=1)
+
+
+def num_outputs(hparams: Mapping) -> int:
+    """Logits of the head that a model's hyper-parameters describe: 1 for a binary task, else one per class."""
+    classes = Classes.of(dict(hparams))
+    return 1 if classes.binary else len(classes.names)

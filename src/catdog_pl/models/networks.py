@@ -26,7 +26,8 @@ class KerasCNN(nn.Module):
 
     ``Conv2D(32, 3, relu) -> MaxPool(2) -> Conv2D(32, 3, relu) -> MaxPool(2) -> Flatten -> Dense(128, relu)
     -> Dense(1)``. The last layer returns one logit (the sigmoid lives in the loss, ``BCEWithLogitsLoss``, and in
-    prediction). At 64x64 it has 813,217 parameters, the Keras model's count.
+    prediction). At 64x64 it has 813,217 parameters, the Keras model's count. With ``num_outputs`` C > 1 the last
+    layer is ``Dense(C)``, for C classes (the Keras tutorial's own multi-class variant: softmax in the loss).
 
     Two details keep it faithful and fast:
 
@@ -36,14 +37,14 @@ class KerasCNN(nn.Module):
       both are monotone element-wise / order statistics, and pooling first runs the ReLU on a quarter of the data.
     """
 
-    def __init__(self, image_size: int = 64, channels: int = 32, hidden: int = 128) -> None:
+    def __init__(self, image_size: int = 64, channels: int = 32, hidden: int = 128, num_outputs: int = 1) -> None:
         super().__init__()
         self.image_size = image_size
         self.conv1 = nn.Conv2d(3, channels, kernel_size=3)
         self.conv2 = nn.Conv2d(channels, channels, kernel_size=3)
         self.pool = nn.MaxPool2d(kernel_size=2, stride=2)
         self.fc1 = nn.Linear(flatten_width(image_size, channels), hidden)
-        self.fc2 = nn.Linear(hidden, 1)
+        self.fc2 = nn.Linear(hidden, num_outputs)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -60,7 +61,12 @@ class KerasCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.relu(self.fc1(self.features(x)))  # (B, 128)
-        return self.fc2(x).squeeze(1)  # (B,)
+        return squeeze_single(self.fc2(x))  # (B,) for one logit, else (B, C)
+
+
+def squeeze_single(logits: torch.Tensor) -> torch.Tensor:
+    """``(B, 1)`` -> ``(B,)``, the one-logit head's shape; ``(B, C)`` as it is."""
+    return logits.squeeze(1) if logits.shape[1] == 1 else logits
 
 
 class BasicBlock(nn.Module):
@@ -93,10 +99,16 @@ class ScratchResNet(nn.Module):
         blocks: basic blocks per stage.
         stem: channels of the stem's stride-2 convolution (few: it runs at half the input's side).
         dropout: dropout before the last layer.
+        num_outputs: logits out: 1 for two classes, C for C classes.
     """
 
     def __init__(
-        self, widths: Sequence[int] = (32, 64, 128, 256), blocks: int = 1, stem: int = 24, dropout: float = 0.0
+        self,
+        widths: Sequence[int] = (32, 64, 128, 256),
+        blocks: int = 1,
+        stem: int = 24,
+        dropout: float = 0.0,
+        num_outputs: int = 1,
     ) -> None:
         super().__init__()
         self.stem = nn.Sequential(
@@ -108,8 +120,8 @@ class ScratchResNet(nn.Module):
                 layers.append(BasicBlock(channels, width, stride=2 if stage > 0 and block == 0 else 1))
                 channels = width
         self.stages = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(channels, 1))
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(channels, num_outputs))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stages(self.stem(x))  # (B, C, S / 2^len(widths), ...)
-        return self.head(x.mean(dim=(2, 3))).squeeze(1)  # (B,)
+        return squeeze_single(self.head(x.mean(dim=(2, 3))))  # (B,) or (B, C)

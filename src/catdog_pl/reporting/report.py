@@ -4,9 +4,11 @@
     python -m catdog_pl report path/to/last.ckpt --data_dir dataset --out reports/mine
 
 Writes ``curves.png`` (loss, accuracy, AUROC, F1 and learning rate per epoch, from the run's event files),
-``confusion_matrix.png``, ``worst_mistakes.png`` (the test photos the checkpoint gets most wrong, with true label,
-predicted label and probability), ``augmented_batch.png`` (what the training augmentation does) and
-``index.md`` with the metrics table linking them.
+``confusion_matrix.png`` (C x C, counts and row shares), ``reliability.png`` (calibration, with the expected
+calibration error), ``worst_mistakes.png`` (the test photos the checkpoint gets most wrong, with true label,
+predicted label and probability), ``augmented_batch.png`` (what the training augmentation does), ``metrics.json``
+(accuracy with its interval, per-class precision, recall, F1 and support, the most confused pairs) and ``index.md``
+linking them. The test photos are those ``test`` evaluates: the layout split as the checkpoint's fit split it.
 """
 
 from __future__ import annotations
@@ -22,14 +24,21 @@ import yaml
 from PIL import Image
 
 from catdog_pl.core.errors import InputError
-from catdog_pl.core.labels import label_for, label_of, probability_name
 from catdog_pl.core.parallel import available_cores
 from catdog_pl.data.cache import decode_all
-from catdog_pl.data.folders import TEST_DIR, TRAIN_DIR, SafeImageFolder, check_layout
+from catdog_pl.data.folders import is_image_file
 from catdog_pl.data.images import load_rgb
+from catdog_pl.data.layouts import Layout, read_layout
 from catdog_pl.data.transforms import BatchTrainAugment, train_source_size
-from catdog_pl.evaluation.metrics import confusion_counts, format_accuracy, worst_mistakes
-from catdog_pl.evaluation.pictures import captioned_grid, confusion_image, mistake_caption, to_uint8_images
+from catdog_pl.evaluation.metrics import ClassificationMetrics, format_accuracy, image_losses, worst_mistakes
+from catdog_pl.evaluation.pictures import (
+    captioned_grid,
+    confusion_image,
+    mistake_caption,
+    reliability_image,
+    to_uint8_images,
+)
+from catdog_pl.inference.checkpoints import check_checkpoint
 from catdog_pl.inference.predictor import Predictor
 
 CURVES = (("loss", "loss"), ("acc", "accuracy"), ("auroc", "AUROC"), ("f1", "F1"))
@@ -120,27 +129,34 @@ def photo_thumbnails(paths: Sequence[str], side: int = 192) -> list[np.ndarray]:
     return thumbnails
 
 
-def augmented_batch(data_dir: Path, predictor: Predictor, count: int = 16) -> tuple[list[np.ndarray], list[str]]:
+def augmented_batch(layout: Layout, predictor: Predictor, count: int = 16) -> tuple[list[np.ndarray], list[str]]:
     """Training photos as the network sees them (zoom, shear, flip at its input size), with their labels."""
-    folder = SafeImageFolder(str(data_dir / TRAIN_DIR))
-    picks = np.random.default_rng(0).choice(len(folder.samples), size=min(count, len(folder.samples)), replace=False)
-    samples = [folder.samples[i] for i in picks]
+    picks = np.random.default_rng(0).choice(len(layout.train), size=min(count, len(layout.train)), replace=False)
+    samples = [layout.train[i] for i in picks]
     size = predictor.image_size
     images, _ = decode_all(
         [path for path, _ in samples], train_source_size(size), interpolation=predictor.interpolation, progress=False
     )
     augmented = BatchTrainAugment(size)(images, generator=torch.Generator().manual_seed(0))
-    return to_uint8_images(augmented), [label_of(predictor.class_names[target]) for _, target in samples]
+    return to_uint8_images(augmented), [predictor.labels[target] for _, target in samples]
 
 
-def evaluate(predictor: Predictor, data_dir: Path) -> tuple[list[str], torch.Tensor, torch.Tensor]:
-    """(paths, targets, class-1 probabilities) of the readable test photos."""
-    folder = SafeImageFolder(str(data_dir / TEST_DIR))
-    paths = [path for path, _ in folder.samples]
+def evaluate(predictor: Predictor, samples: Sequence[tuple[str, int]]) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """(paths, targets, ``(N, C)`` probabilities) of the readable photos among ``samples``."""
+    paths = [path for path, _ in samples]
     rows = predictor.predict_many(paths, num_workers=min(2, available_cores()))
     ok = [i for i, row in enumerate(rows) if row.ok]
-    targets = torch.tensor([folder.targets[i] for i in ok], dtype=torch.long)
-    return [paths[i] for i in ok], targets, torch.tensor([rows[i].probability for i in ok])
+    targets = torch.tensor([samples[i][1] for i in ok], dtype=torch.long)
+    probs = torch.tensor([[rows[i].probabilities[label] for label in predictor.labels] for i in ok])
+    return [paths[i] for i in ok], targets, probs.reshape(len(ok), len(predictor.labels))
+
+
+def checkpoint_layout(checkpoint: Path, data_dir: Path) -> Layout:
+    """The layout of ``data_dir`` split as the checkpoint's fit split it (its data options), so that the report's
+    test photos are ``test``'s, never training photos."""
+    saved = check_checkpoint(checkpoint).get("datamodule_hyper_parameters") or {}
+    split = {key: saved[key] for key in ("val_split", "test_split", "seed") if key in saved}
+    return read_layout(data_dir, is_image_file, **split)
 
 
 def report(target: Path, out: Path | None = None, data_dir: Path | None = None, worst: int = 12) -> Path:
@@ -153,9 +169,11 @@ def report(target: Path, out: Path | None = None, data_dir: Path | None = None, 
     out = out or Path("reports") / (run.name if run is not None else checkpoint.stem)
     out.mkdir(parents=True, exist_ok=True)
     predictor = Predictor.from_checkpoint(checkpoint)
-    names, threshold = predictor.class_names, predictor.threshold
-    check_layout(data_dir, (TEST_DIR,))
-    sections = [f"# Report: {run or checkpoint}", "", f"Checkpoint `{checkpoint}`, test photos from `{data_dir}`.", ""]
+    labels, classes = predictor.labels, predictor.classes
+    layout = checkpoint_layout(checkpoint, data_dir)
+    source = layout.sources["test"]
+    sections = [f"# Report: {run or checkpoint}", "", f"Checkpoint `{checkpoint}`, test photos: `{data_dir}` {source}.",
+                f"{layout.describe()}.", ""]  # fmt: skip
 
     scalars = read_scalars(run) if run is not None else {}
     if scalars:
@@ -166,29 +184,38 @@ def report(target: Path, out: Path | None = None, data_dir: Path | None = None, 
         if plot_curves(scalars, out / "curves.png"):
             sections += ["", "![training curves](curves.png)", ""]
 
-    paths, targets, probs = evaluate(predictor, data_dir)
-    counts = confusion_counts(probs, targets, threshold)
-    accuracy = format_accuracy(int(counts.trace()), int(counts.sum()))
-    sections += ["## Test set", "", f"Accuracy **{accuracy}** (95 % Wilson interval) at threshold {threshold:g}.", ""]
+    paths, targets, probs = evaluate(predictor, layout.test)
+    metrics = ClassificationMetrics(classes)
+    predicted = metrics.update(probs, targets, image_losses(probs, targets))
+    summary = metrics.compute()
+    if summary is None:
+        raise InputError(f"{data_dir}: none of the {len(layout.test)} test photos could be read")
+    accuracy = format_accuracy(summary.correct, summary.total)
+    rule = f"at threshold {classes.threshold:g}" if classes.binary else "(the most probable class)"
+    sections += ["## Test set", "", f"Accuracy **{accuracy}** (95 % Wilson interval) {rule}.", "",
+                 "```", summary.report(), "```", ""]  # fmt: skip
     title = f"{len(paths)} test photos, accuracy {accuracy}"
-    save_png(confusion_image(counts, names, title), out / "confusion_matrix.png")
-    sections += ["![confusion matrix](confusion_matrix.png)", ""]
-    ranked = worst_mistakes(probs, targets, threshold, worst).tolist()
+    save_png(confusion_image(summary.counts, labels, title), out / "confusion_matrix.png")
+    save_png(reliability_image(summary.reliability(), summary.ece, title), out / "reliability.png")
+    (out / "metrics.json").write_text(summary.to_json(f"{data_dir} {source}"))
+    sections += ["![confusion matrix](confusion_matrix.png)", "", "## Calibration", "",
+                 f"Expected calibration error **{summary.ece:.3f}**: how far the probability of each predicted label "
+                 "is from how often it is right (0 is perfectly calibrated).", "",
+                 "![reliability diagram](reliability.png)", ""]  # fmt: skip
+    ranked = worst_mistakes(probs, predicted, targets, worst).tolist()
     if ranked:
-        rows = [(paths[i], int(targets[i]), float(probs[i])) for i in ranked]
-        captions = [f"{Path(path).name}\n{mistake_caption(p, true, names, threshold)}" for path, true, p in rows]
+        rows = [(paths[i], probs[i], int(predicted[i]), int(targets[i])) for i in ranked]
+        captions = [f"{Path(path).name}\n{mistake_caption(p, true, pred, labels)}" for path, p, pred, true in rows]
         save_png(
             captioned_grid(photo_thumbnails([r[0] for r in rows]), captions, columns=4), out / "worst_mistakes.png"
         )
-        column = probability_name(names)
         sections += ["## Worst mistakes", "", "![worst mistakes](worst_mistakes.png)", "",
-                     f"| photo | true | predicted | {column} |", "| --- | --- | --- | --- |"]  # fmt: skip
-        for path, true, p in rows:
-            sections.append(f"| {path} | {label_of(names[true])} | {label_for(p, names, threshold)} | {p:.3f} |")
+                     "| photo | true | predicted | probability |", "| --- | --- | --- | --- |"]  # fmt: skip
+        for path, p, pred, true in rows:
+            sections.append(f"| {path} | {labels[true]} | {labels[pred]} | {float(p[pred]):.3f} |")
         sections.append("")
-    if (data_dir / TRAIN_DIR).is_dir():
-        save_png(captioned_grid(*augmented_batch(data_dir, predictor)), out / "augmented_batch.png")
-        sections += ["## Augmented training images", "", "![augmented batch](augmented_batch.png)", ""]
+    save_png(captioned_grid(*augmented_batch(layout, predictor)), out / "augmented_batch.png")
+    sections += ["## Augmented training images", "", "![augmented batch](augmented_batch.png)", ""]
     page = out / "index.md"
     page.write_text("\n".join(sections))
     print(f"report: {page}")

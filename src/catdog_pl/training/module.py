@@ -7,34 +7,23 @@ import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
-from torchmetrics import MetricCollection
-from torchmetrics.classification import BinaryAccuracy, BinaryAUROC, BinaryF1Score
+from torch.nn import functional as F
 
-from catdog_pl.core.labels import check_threshold
-from catdog_pl.evaluation.metrics import confusion_counts, wilson_interval
+from catdog_pl.core.errors import DataLayoutError
+from catdog_pl.core.labels import Classes, display_labels
+from catdog_pl.evaluation.intervals import wilson_interval
+from catdog_pl.evaluation.metrics import ClassificationMetrics
+from catdog_pl.evaluation.summary import Summary
 from catdog_pl.models.backbones import create_backbone, head_parameters
-from catdog_pl.models.classifier import Classifier
+from catdog_pl.models.classifier import Classifier, num_outputs, to_probabilities
 from catdog_pl.models.preprocessing import resolve_preprocessing
-from catdog_pl.training.shards import gather_shards
 
-
-def stage_metrics(stage: str, threshold: float = 0.5) -> MetricCollection:
-    """The metrics logged for a stage once an epoch: ``{stage}/acc``, ``{stage}/auroc`` and ``{stage}/f1``. They are
-    updated with every process's images at once (:func:`~catdog_pl.training.shards.gather_shards`), so they do not
-    sync."""
-    options = {"validate_args": False, "sync_on_compute": False}
-    return MetricCollection(
-        {
-            "acc": BinaryAccuracy(threshold, **options),
-            "auroc": BinaryAUROC(**options),
-            "f1": BinaryF1Score(threshold, **options),
-        },
-        prefix=f"{stage}/",
-    )
+STAGES = ("train", "val", "test")
 
 
 class CatDogModule(Classifier, LightningModule):
-    """Binary image classifier: ``BCEWithLogitsLoss`` on one logit, Adam with Keras's defaults unless told otherwise.
+    """Image classifier: two classes train one logit with ``BCEWithLogitsLoss`` (the original's), more classes C
+    logits with cross-entropy; Adam with Keras's defaults unless told otherwise.
 
     A :class:`~catdog_pl.models.classifier.Classifier` (the network, its normalisation, the mirror-image average)
     that also trains: its checkpoints rebuild a ``Classifier`` for inference without this class.
@@ -60,9 +49,15 @@ class CatDogModule(Classifier, LightningModule):
         train_bn: update BatchNorm statistics of a pretrained backbone; ``False`` keeps ImageNet's.
         label_smoothing: targets move this far towards 0.5.
         tta: average the probabilities of each image and its mirror image in ``test`` and ``predict``.
-        class_names: folder names of class 0 and class 1, read from the data when fitting and saved in the
-            checkpoint, so that prediction labels images without the data.
-        threshold: probability of class 1 at or above which an image is labelled class 1.
+        class_names: folder names of the classes, in class-index order; the command line reads them from the data
+            when fitting, and the checkpoint keeps them, so that prediction labels images without the data.
+        labels: display labels of the classes (``cat`` for ``cats``); by default derived from ``class_names``
+            once, at fit, and saved.
+        task: ``binary`` (one logit and a threshold; two classes only) or ``multiclass`` (a logit per class,
+            the most probable wins); by default binary for two classes, multiclass for more.
+        threshold: with a binary task, the probability of class 1 at or above which an image is labelled class 1.
+        balance: weight each image's loss by the inverse of its class's share of the training photos (measured
+            against plain training on an imbalanced set in benchmarks/README.md).
     """
 
     def __init__(
@@ -86,23 +81,29 @@ class CatDogModule(Classifier, LightningModule):
         train_bn: bool = True,
         label_smoothing: float = 0.0,
         tta: bool = False,
-        class_names: tuple[str, str] = ("cats", "dogs"),
+        class_names: tuple[str, ...] = ("cats", "dogs"),
+        labels: tuple[str, ...] | None = None,
+        task: str | None = None,
         threshold: float = 0.5,
+        balance: bool = False,
     ) -> None:
-        check_threshold(threshold)
+        classes = Classes.of({"class_names": class_names, "labels": labels, "task": task, "threshold": threshold})
         if optimizer not in ("adam", "adamw") or schedule not in ("constant", "onecycle", "cosine"):
             raise ValueError(f"optimizer adam|adamw and schedule constant|onecycle|cosine, got {optimizer}, {schedule}")
         prep = resolve_preprocessing(backbone, image_size, mean, std, interpolation)
-        super().__init__(create_backbone(backbone, prep.image_size, pretrained, weights), prep.mean, prep.std, tta)
-        # The checkpoint keeps the preprocessing actually used, so test, predict and export repeat it.
+        outputs = num_outputs({"class_names": class_names, "task": task})
+        net = create_backbone(backbone, prep.image_size, pretrained, weights, num_outputs=outputs)
+        super().__init__(net, prep.mean, prep.std, tta)
+        # The checkpoint keeps the preprocessing, labels and task actually used, so test, predict and export repeat
+        # them.
         self.save_hyperparameters()
         self.hparams.update(image_size=prep.image_size, mean=prep.mean, std=prep.std, interpolation=prep.interpolation)
+        self.hparams.update(labels=classes.labels, task="binary" if classes.binary else "multiclass")
         self.head = head_parameters(self.net) if freeze_epochs or backbone_lr_ratio != 1.0 else []
-        self.loss_fn = nn.BCEWithLogitsLoss(reduction="none")  # per image: the worst mistakes are the top losses
-        self.train_metrics = stage_metrics("train", threshold)
-        self.val_metrics = stage_metrics("val", threshold)
-        self.test_metrics = stage_metrics("test", threshold)
-        self._outputs: dict[str, list[tuple[torch.Tensor, ...]]] = {"train": [], "val": [], "test": []}
+        # One set of metrics a stage (keys "train_metrics", ...: "train" is nn.Module's method).
+        self.stage_metrics = nn.ModuleDict({f"{stage}_metrics": ClassificationMetrics(classes) for stage in STAGES})
+        self.register_buffer("class_weights", torch.ones(len(class_names)), persistent=False)
+        self.test_summary: Summary | None = None  # the last test's figures, for the command line's report
         self.example_input_array = torch.zeros(2, 3, prep.image_size, prep.image_size)
 
     @property
@@ -114,16 +115,33 @@ class CatDogModule(Classifier, LightningModule):
     def tta(self, value: bool) -> None:
         self.hparams["tta"] = value
 
+    @property
+    def classes(self) -> Classes:
+        return Classes.of(dict(self.hparams))
+
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         data_classes = getattr(datamodule, "class_names", None)
-        if stage == "fit" and data_classes and tuple(data_classes) != tuple(self.hparams.class_names):
-            # The checkpoint must name the classes the weights were trained on.
-            self.hparams.class_names = tuple(data_classes)
-        elif data_classes and tuple(data_classes) != tuple(self.hparams.class_names):
-            rank_zero_warn(
-                f"the data's classes {list(data_classes)} differ from the model's {list(self.hparams.class_names)}"
-            )
+        if data_classes and tuple(data_classes) != tuple(self.hparams.class_names):
+            if len(data_classes) != len(self.hparams.class_names):
+                raise DataLayoutError(
+                    f"the data has {len(data_classes)} classes ({', '.join(data_classes)}), but the model was built "
+                    f"for {len(self.hparams.class_names)} ({', '.join(self.hparams.class_names)}); pass "
+                    "--model.class_names or a checkpoint of this data"
+                )
+            if stage == "fit":  # the checkpoint must name the classes the weights are trained on
+                self.hparams.class_names = tuple(data_classes)
+                self.hparams.labels = tuple(display_labels(data_classes))
+                for metrics in self.stage_metrics.values():
+                    metrics.classes = self.classes
+            else:
+                rank_zero_warn(
+                    f"the data's classes {list(data_classes)} differ from the model's {list(self.hparams.class_names)}"
+                )
+        counts = getattr(datamodule, "class_counts", None)
+        if stage == "fit" and self.hparams.balance and counts is not None:
+            counts = torch.as_tensor(counts, dtype=torch.float32).clamp_min(1)
+            self.class_weights = (counts.sum() / (len(counts) * counts)).to(self.class_weights.device)
 
     def on_train_epoch_start(self) -> None:
         frozen = self.current_epoch < self.hparams.freeze_epochs
@@ -140,62 +158,67 @@ class CatDogModule(Classifier, LightningModule):
                 if any(id(p) in head for p in layer.parameters(recurse=False)):
                     layer.train()
 
+    def image_losses(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Each image's loss: binary cross-entropy on one logit (targets smoothed towards 0.5), else cross-entropy
+        with label smoothing; weighted by its class's weight with ``balance``."""
+        smoothing = self.hparams.label_smoothing
+        if logits.dim() == 1:
+            soft = targets.float() * (1 - smoothing) + 0.5 * smoothing
+            losses = F.binary_cross_entropy_with_logits(logits, soft, reduction="none")
+        else:
+            losses = F.cross_entropy(logits, targets, label_smoothing=smoothing, reduction="none")
+        return losses * self.class_weights[targets] if self.hparams.balance else losses
+
     def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         images, targets = batch
         logits = self(images).float()
-        soft = targets.float() * (1 - self.hparams.label_smoothing) + 0.5 * self.hparams.label_smoothing
-        losses = self.loss_fn(logits, soft)
-        return losses, torch.sigmoid(logits), targets
+        return self.image_losses(logits, targets), to_probabilities(logits), targets
 
-    # Each step only keeps its per-image losses and probabilities; the loss and the metrics are logged once an
-    # epoch from all of them (every process's, gathered under DDP). Logging in every step cost ~10 % of a CPU run
-    # of configs/cnn.yaml, in Lightning's per-call bookkeeping.
+    # Each step only updates its stage's metrics (sums: confusion matrix, calibration bins, ...); they are computed
+    # and logged once an epoch, synced over DDP by torchmetrics. Logging in every step cost ~10 % of a CPU run of
+    # configs/cnn.yaml, in Lightning's per-call bookkeeping.
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         if batch[0].numel() == 0:  # every file of this batch was unreadable (reported by the data module)
             return None
         losses, probs, targets = self._shared_step(batch)
-        self._outputs["train"].append((losses.detach(), probs.detach(), targets))
+        self.stage_metrics["train_metrics"].update(probs, targets, losses)
         return losses.mean()
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict | None:
         if batch[0].numel() == 0:
             return None
         losses, probs, targets = self._shared_step(batch)
-        self._outputs["val"].append((losses, probs, targets))
-        return {"probs": probs, "targets": targets}  # for the pictures of RunVisualizer
+        predicted = self.stage_metrics["val_metrics"].update(probs, targets, losses)
+        return {"probs": probs, "predicted": predicted, "targets": targets}  # for the pictures of RunVisualizer
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict | None:
         if batch[0].numel() == 0:
             return None
         losses, probs, targets = self._shared_step(batch)
         probs = self.with_mirror(batch[0], probs)  # the forward pass of the loss is reused, not run again
-        self._outputs["test"].append((losses, probs, targets))
-        return {"probs": probs, "targets": targets}
+        predicted = self.stage_metrics["test_metrics"].update(probs, targets, losses)
+        return {"probs": probs, "predicted": predicted, "targets": targets}
 
     def _log_epoch(self, stage: str) -> None:
-        outputs, self._outputs[stage] = self._outputs[stage], []
+        metrics = self.stage_metrics[f"{stage}_metrics"]
         if self.trainer.sanity_checking:  # two batches of one class: no metric to speak of
+            metrics.reset()
             return
-        if outputs:
-            losses, probs, targets = (torch.cat(parts) for parts in zip(*outputs, strict=True))
-        else:  # every file of this process's shard was unreadable: it still takes part in the gathering
-            losses = probs = torch.empty(0, device=self.device)
-            targets = torch.empty(0, dtype=torch.long, device=self.device)
-        # Every process's images, on every process: the figures are of the whole set, the same everywhere.
-        losses, probs, targets = gather_shards(self.trainer, (losses, probs, targets))
-        if not len(targets):
+        summary = metrics.compute()  # every process's images (torchmetrics syncs), the same on every process
+        metrics.reset()
+        if summary is None:
             return
-        metrics = getattr(self, f"{stage}_metrics")
-        metrics.update(probs.to(self.device), targets.to(self.device))
         # sync_dist: the values are already the same on every process; it only tells Lightning so.
-        self.log(f"{stage}/loss", losses.mean().to(self.device), prog_bar=stage != "test", sync_dist=True)
-        self.log_dict(metrics, prog_bar=stage == "val")
+        for name, value in summary.scalars(stage).items():
+            shown = stage == "val" and name.endswith(("/acc", "/loss")) or name == "train/loss"
+            self.log(name, value, prog_bar=shown, sync_dist=True)
         if stage == "test":
-            counts = confusion_counts(probs, targets, self.hparams.threshold)
-            correct, total = int(counts.trace()), int(counts.sum())
-            low, high = wilson_interval(correct, total)
-            self.log_dict({"test/acc_low95": low, "test/acc_high95": high, "test/n": float(total)}, sync_dist=True)
+            low, high = wilson_interval(summary.correct, summary.total)
+            self.log_dict(
+                {"test/acc_low95": low, "test/acc_high95": high, "test/n": float(summary.total)}, sync_dist=True
+            )
+            self.test_summary = summary
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
@@ -207,7 +230,7 @@ class CatDogModule(Classifier, LightningModule):
         self._log_epoch("test")
 
     def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor, list[str]], batch_idx: int) -> dict:
-        """Class-1 probabilities with each image's input index and read error (see ``PredictionSet``)."""
+        """Every class's probabilities with each image's input index and read error (see ``PredictionSet``)."""
         images, indices, errors = batch
         return {"index": indices, "probability": self.probabilities(images), "error": errors}
 
