@@ -75,7 +75,8 @@ class CatDogCLI(CheckpointBeforeLightning, LightningCLI):
         ckpt_path = subcommand and self.config[subcommand].get("ckpt_path")
         if not ckpt_path or (subcommand == "fit" and not os.path.exists(ckpt_path)):
             return
-        saved = check_checkpoint(ckpt_path)["hyper_parameters"]
+        checkpoint = check_checkpoint(ckpt_path)
+        saved = checkpoint["hyper_parameters"]
         model = self.config[subcommand].model
         defaults = {name: p.default for name, p in inspect.signature(CatDogModule).parameters.items()}
         asked = {
@@ -91,7 +92,7 @@ class CatDogCLI(CheckpointBeforeLightning, LightningCLI):
         self._asked = asked
         # validate and test repeat the split the checkpoint was trained with: its held-out photos, never training
         # photos, whatever the configuration's val_split, test_split and seed.
-        saved_data = check_checkpoint(ckpt_path).get("datamodule_hyper_parameters") or {}
+        saved_data = checkpoint.get("datamodule_hyper_parameters") or {}
         if subcommand in ("validate", "test"):
             data = self.config[subcommand].data
             for key in SPLIT_OPTIONS:
