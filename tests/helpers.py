@@ -116,6 +116,16 @@ def make_classes(
     return root
 
 
+def label_accuracy(checkpoint: Path, folder: Path, bf16: bool) -> float:
+    """The share of the photos in ``folder/<class>/`` that the Python API labels as their folder names them
+    (``cats`` -> ``cat``): what ``test`` must report as its accuracy."""
+    from catdog_pl.data.inputs import expand_inputs
+    from catdog_pl.inference.predictor import Predictor
+
+    rows = Predictor.from_checkpoint(checkpoint, bf16=bf16).predict_many(expand_inputs(folder))
+    return float(np.mean([row.label == Path(row.path).parent.name[:-1] for row in rows]))
+
+
 def read_csv(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))

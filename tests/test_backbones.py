@@ -17,7 +17,7 @@ from catdog_pl.models.preprocessing import resolve_preprocessing
 from catdog_pl.models.weights import map_state_dict, resolve_weights_file
 from catdog_pl.training.module import CatDogModule
 
-from .helpers import CONFIG, make_dataset, read_csv, run
+from .helpers import CONFIG, label_accuracy, make_dataset, read_csv, run
 
 TINY = "test_efficientnet"  # timm's test model: 0.36 M parameters, 160 px by default
 
@@ -54,7 +54,10 @@ def test_a_timm_backbone_fits_tests_predicts_and_resumes(tmp_path):
     # test and predict need no --config: the data follows the checkpoint's size and filter.
     tested = run("test", "--ckpt_path", last, "--data.data_dir", data, "--trainer.logger", "false")
     assert tested.datamodule.image_size == 48 and tested.datamodule.interpolation == config.interpolation
-    assert 0.0 <= float(tested.trainer.callback_metrics["test/acc"]) <= 1.0
+    bf16 = tested.trainer.precision == "bf16-mixed"
+    assert float(tested.trainer.callback_metrics["test/acc"]) == pytest.approx(
+        label_accuracy(last, data / "test_set", bf16)
+    )
     output = tmp_path / "p.csv"
     run("predict", "--ckpt_path", last, "--data.predict_path", data / "test_set", "--prediction.output", output,
         "--trainer.logger", "false", "--trainer.precision", "32-true")  # fmt: skip

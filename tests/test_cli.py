@@ -12,7 +12,7 @@ import catdog_pl.cli as cli_module
 import catdog_pl.lightning_cli as lightning_cli
 from catdog_pl.cli import main
 
-from .helpers import CONFIG, QUIET, ROOT, make_dataset
+from .helpers import CONFIG, QUIET, ROOT, label_accuracy, make_dataset
 
 
 def run(subcommand: str, data_dir: Path, extra: str = ""):
@@ -49,7 +49,11 @@ def test_fit_then_test_from_checkpoint(tiny_data, tmp_path, monkeypatch):
     # No --config and no --model.image_size: the size comes back from the checkpoint, and the data follows it.
     cli = main(["test", "--data.data_dir", str(tiny_data), "--ckpt_path", str(last), *QUIET])
     assert cli.model.hparams.image_size == 48 and cli.datamodule.image_size == 48
-    assert 0.0 <= cli.trainer.callback_metrics["test/acc"] <= 1.0
+    bf16 = cli.trainer.precision == "bf16-mixed"
+    assert float(cli.trainer.callback_metrics["test/n"]) == 16  # every test photo
+    assert float(cli.trainer.callback_metrics["test/acc"]) == pytest.approx(
+        label_accuracy(last, tiny_data / "test_set", bf16)
+    )
     assert {"test/loss", "test/auroc", "test/f1"} <= set(cli.trainer.callback_metrics)
     # validate with val_split 0 evaluates test_set too, as the original's validation did: the same figures.
     validated = run("validate", tiny_data, f"--ckpt_path {last} --model.image_size 48")
