@@ -30,14 +30,16 @@ DESCRIPTION = (
     "Train an image classifier from a folder of photos, look at what it learned, and use it on new photos. "
     "Subcommands: fit, validate, test and predict (below); prepare, which downloads the full public data set into "
     "the expected layout; report, which draws a run as PNGs and a Markdown page; export, which writes an ONNX file; "
-    "and serve, an HTTP service with a web page (python -m catdog_pl prepare --help, and so on)."
+    "serve, an HTTP service with a web page; and lr_find, which plots loss against learning rate for a config "
+    "(python -m catdog_pl prepare --help, and so on)."
 )
-#: Subcommands beside LightningCLI's -> the module whose ``main(args)`` runs them.
+#: Subcommands beside LightningCLI's -> the module whose ``main(args)`` runs them (``module:function`` for another).
 OWN_SUBCOMMANDS = {
     "prepare": "catdog_pl.data.prepare",
     "report": "catdog_pl.reporting.report",
     "export": "catdog_pl.inference.export",
     "serve": "catdog_pl.serving.server",
+    "lr_find": "catdog_pl.lightning_cli:lr_find_main",
 }
 #: Lightning's INFO records that advertise a service rather than say something about the run, matched by text.
 ADVERTS = ("try installing [litlogger]",)
@@ -86,7 +88,8 @@ def main(args: Sequence[str] | None = None) -> CatDogCLI | None:
             # slower.
             torch.set_flush_denormal(True)
         if command in OWN_SUBCOMMANDS:
-            importlib.import_module(OWN_SUBCOMMANDS[command]).main(argv[1:])
+            module, _, function = OWN_SUBCOMMANDS[command].partition(":")
+            getattr(importlib.import_module(module), function or "main")(argv[1:])
             return None
         from catdog_pl.lightning_cli import run_lightning_cli
 

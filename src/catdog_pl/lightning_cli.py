@@ -144,6 +144,13 @@ class CatDogCLI(CheckpointBeforeLightning, LightningCLI):
                 for callback in config.trainer.callbacks
                 if not str(getattr(callback, "class_path", "")).endswith("ProgressBar")
             ]
+        if config.trainer.logger is False and config.trainer.callbacks:
+            # Lightning refuses a LearningRateMonitor without a logger; with no logger there is nothing to log to.
+            config.trainer.callbacks = [
+                callback
+                for callback in config.trainer.callbacks
+                if not str(getattr(callback, "class_path", "")).endswith("LearningRateMonitor")
+            ]
         if self.subcommand == "fit" and config.get("ckpt_path") and os.path.isfile(config.ckpt_path):
             continue_run_folder(config.trainer, config.ckpt_path)
         elif self.subcommand == "fit" and tuple(config.model.class_names) == DEFAULT_CLASSES:
@@ -183,3 +190,30 @@ def run_lightning_cli(args: ArgsType, description: str) -> CatDogCLI:
         parser_kwargs={"description": description},
         args=args,
     )
+
+
+def lr_find_main(args: list[str]) -> None:
+    """``python -m catdog_pl lr_find --config X.yaml [fit's options]``: Lightning's ``Tuner.lr_find`` over the model
+    and data a fit would build (a short run from ``min_lr`` to ``max_lr``, as fastai's ``lr_find``); prints the
+    suggested rate and saves the plot as ``lr_find.png`` in the run folder."""
+    from lightning.pytorch.tuner import Tuner
+
+    cli = CatDogCLI(
+        CatDogModule,
+        CatDogDataModule,
+        seed_everything_default=SEED,
+        save_config_callback=None,
+        parser_kwargs={"description": lr_find_main.__doc__},
+        args=args,
+        run=False,
+    )
+    finder = Tuner(cli.trainer).lr_find(cli.model, datamodule=cli.datamodule, update_attr=False)
+    if finder is None or not cli.trainer.is_global_zero:
+        return
+    suggestion = finder.suggestion()
+    folder = Path(cli.trainer.log_dir or ".")
+    folder.mkdir(parents=True, exist_ok=True)
+    figure = finder.plot(suggest=True)
+    figure.savefig(folder / "lr_find.png", dpi=100)
+    shown = "none (the loss never fell)" if suggestion is None else f"{suggestion:.2e}"
+    print(f"lr_find: suggested --model.lr {shown}; plot -> {folder / 'lr_find.png'}", flush=True)
