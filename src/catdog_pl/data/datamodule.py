@@ -58,7 +58,8 @@ class CatDogDataModule(LightningDataModule):
         num_workers: DataLoader worker processes when streaming; ``None`` picks from the CPU cores.
         val_split: ``None`` (the default) validates on the layout's own validation split (the original's
             ``test_set``, as the original did; a ``val/`` folder) or, where it has none, on 0.2 of the training
-            photos; a fraction holds out that share of the training photos (stratified, seeded) instead.
+            photos; a fraction holds out that share of the training photos (stratified, seeded) instead of the
+            original's ``test_set``; a ``val/`` folder, where there is one, is always the validation split.
         test_split: where the layout has no test split, the share of the training photos held out for ``test``;
             0 (the default) tests on the validation photos, which are held out too. A checkpoint's ``test`` and
             ``validate`` repeat the split it was trained with (see the command line).

@@ -61,6 +61,12 @@ class Layout:
         names = " + ".join(self.sources[split] for split in ("train", "val", "test"))
         return f"layout: {names}, {len(self.class_names)} classes, {counts} photos (train / val / test)"
 
+    @property
+    def val_is_test(self) -> bool:
+        """Whether validation and ``test`` use the same photos (the original's ``test_set``, or a held-out share
+        with no ``test_split``): then nothing may be chosen on validation that ``test`` is meant to judge."""
+        return self.sources.get("val") == self.sources.get("test")
+
     def held_out(self) -> list[tuple[str, str, str]]:
         """``(path, class, split)`` of every file outside ``train``, paths relative to the root below it."""
         rows = []
@@ -161,7 +167,8 @@ def read_layout(
     """Detect the layout of ``data_dir`` and read it into file lists (see the module docstring).
 
     ``val_split``: ``None`` is the layout's own validation (the original's ``test_set``, a ``val`` folder, else
-    :data:`DEFAULT_VAL_SPLIT` of the training photos); a fraction holds out that share of the training photos.
+    :data:`DEFAULT_VAL_SPLIT` of the training photos); a fraction holds out that share of the training photos where
+    the layout has no validation folder of its own (the original's ``test_set`` is not one).
     ``test_split``: the share of the training photos held out for ``test`` where the layout has no test split.
     """
     root = Path(data_dir)
@@ -203,7 +210,7 @@ def read_layout(
         sources["val"] = f"{folders['val'].name}/"
     if test:
         sources["test"] = f"{folders['test'].name}/"
-    if val_split:  # a share of train validates; the layout's own validation folder, if any, is left out
+    if val_split and not val:  # a share of train validates, where the layout has no validation folder of its own
         train, val = hold_out(train, val_split, seed)
         sources["val"] = f"{val_split:g} of {sources['train']}"
     elif not val and test:  # validation on test/ when it is the only other split (the original; Ultralytics)

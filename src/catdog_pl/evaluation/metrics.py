@@ -17,7 +17,7 @@ from torchmetrics.classification import BinaryAUROC, MulticlassAccuracy, Multicl
 
 from catdog_pl.core.labels import Classes
 from catdog_pl.evaluation.intervals import format_accuracy, wilson_interval
-from catdog_pl.evaluation.summary import Summary
+from catdog_pl.evaluation.summary import Summary, expected_calibration_error
 
 __all__ = [
     "ClassificationMetrics",
@@ -75,6 +75,10 @@ class CalibrationBins(Metric):
 
     def compute(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.counts, self.confidence, self.correct
+
+    def compute_ece(self) -> float:
+        """The expected calibration error of the images so far (every process's under DDP)."""
+        return expected_calibration_error(*self.compute())
 
 
 class ClassificationMetrics(torch.nn.Module):

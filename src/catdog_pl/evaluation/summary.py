@@ -13,6 +13,12 @@ import torch
 from catdog_pl.evaluation.intervals import wilson_interval
 
 
+def expected_calibration_error(counts: torch.Tensor, confidence: torch.Tensor, correct: torch.Tensor) -> float:
+    """The bins' |accuracy - confidence| weighted by their share of the images (bins of images, summed confidence
+    and summed correctness, as ``metrics.CalibrationBins`` keeps them)."""
+    return float((correct - confidence).abs().sum() / counts.sum().clamp_min(1))
+
+
 @dataclass
 class Summary:
     """An evaluation's figures. ``counts[true, predicted]``; ``bins`` are the reliability diagram's
@@ -71,8 +77,7 @@ class Summary:
     @property
     def ece(self) -> float:
         """Expected calibration error: the bins' |accuracy - confidence| weighted by their share of the images."""
-        n = self.bin_counts.sum().clamp_min(1)
-        return float((self.bin_correct - self.bin_confidence).abs().sum() / n)
+        return expected_calibration_error(self.bin_counts, self.bin_confidence, self.bin_correct)
 
     def reliability(self) -> list[tuple[float, float, int]]:
         """``(mean confidence, accuracy, count)`` of each non-empty bin."""

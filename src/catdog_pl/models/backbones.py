@@ -23,6 +23,14 @@ class TimmBinary(nn.Module):
     def head(self) -> nn.Module:
         return self.model.get_classifier()
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """What the head sees: the pooled ``(B, F)`` features of the pretrained body."""
+        return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        """The head on :meth:`features`: ``forward(x) == logits(features(x))``."""
+        return squeeze_single(self.model.get_classifier()(features))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return squeeze_single(self.model(x))  # (B,) or (B, C)
 
@@ -47,6 +55,20 @@ def create_backbone(
         path = resolve_weights_file(weights)
         model.load_state_dict(map_state_dict(read_state_dict(path), model.state_dict(), path))
     return TimmBinary(model, num_outputs)
+
+
+def has_pretrained_body(net: nn.Module) -> bool:
+    """Whether ``net`` is a pretrained body with a new head (a timm model), the kind that a linear probe or
+    frozen epochs fine-tune; the project's own networks train whole from their initialisation."""
+    return isinstance(net, TimmBinary)
+
+
+def body_modules(net: nn.Module) -> list[nn.Module]:
+    """The modules of ``net`` outside its head that hold parameters or statistics of their own (leaves, and
+    containers such as timm's ``BatchNormAct2d``): what fine-tuning freezes first."""
+    head = {id(p) for p in head_parameters(net)}
+    owners = [m for m in net.modules() if not list(m.children()) or m._parameters or m._buffers]
+    return [m for m in owners if not any(id(p) in head for p in m.parameters(recurse=False))]
 
 
 def head_parameters(net: nn.Module) -> list[nn.Parameter]:
