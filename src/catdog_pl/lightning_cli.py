@@ -4,6 +4,7 @@ with the data following the model's image size and checkpoints checked before Li
 from __future__ import annotations
 
 import inspect
+import json
 import os
 from pathlib import Path
 
@@ -121,7 +122,11 @@ class CatDogCLI(CheckpointBeforeLightning, LightningCLI):
         print(summary.report(), flush=True)
         if log_dir:
             dataset = f"{self.datamodule.data_dir} ({self.datamodule.layout.sources['test']})"
-            json_path = write_text_atomic(Path(log_dir) / "metrics.json", summary.to_json(dataset))
+            figures = summary.to_dict(dataset)
+            unscaled = self.trainer.callback_metrics.get("test/ece_unscaled")
+            figures["temperature"] = float(self.model.temperature)
+            figures["ece_unscaled"] = figures["ece"] if unscaled is None else float(unscaled)
+            json_path = write_text_atomic(Path(log_dir) / "metrics.json", json.dumps(figures, indent=2))
             csv_path = write_text_atomic(Path(log_dir) / "per_class.csv", summary.per_class_csv())
             print(f"figures -> {json_path}, {csv_path}", flush=True)
 
