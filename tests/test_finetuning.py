@@ -3,6 +3,9 @@ once (LP-FT), temperature scaling fitted on validation photos, and lr_find."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from lightning.pytorch import Callback, Trainer
@@ -13,7 +16,7 @@ from catdog_pl.models.classifier import Classifier, to_probabilities
 from catdog_pl.training.finetuning import compute_features, phase_factors
 from catdog_pl.training.module import CatDogModule
 
-from .helpers import CONFIG, make_classes, make_dataset, run
+from .helpers import CONFIG, DDP_CONFIG, QUIET, make_classes, make_dataset, run, run_subprocess
 
 TINY = "test_efficientnet"  # timm's test model: 0.36 M parameters
 
@@ -174,3 +177,22 @@ def test_lr_find_prints_a_suggestion_and_saves_its_plot(tmp_path, capsys):
     plot = tmp_path / "lightning_logs" / "version_0" / "lr_find.png"
     assert plot.stat().st_size > 1000
     assert "lr_find: suggested --model.lr" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # two DDP fits of 2 processes: 1-5 minutes on 2 cores
+def test_lp_ft_and_the_temperature_run_under_two_ddp_processes(tmp_path):
+    data = make_classes(tmp_path / "data", 3, {"train": 8, "val": 4, "test": 4})
+    args = ["fit", "--config", CONFIG, "--config", DDP_CONFIG, "--trainer.accelerator", "cpu", "--trainer.devices",
+            "2", "--model.backbone", TINY, "--model.image_size", "48", "--data.data_dir", data, "--data.batch_size",
+            "4", "--trainer.max_epochs", "2", "--trainer.precision", "32-true", *QUIET]  # fmt: skip
+    result = run_subprocess([*args, "--model.linear_probe", "true", "--model.calibrate", "true"], tmp_path)
+    # Once (rank 0), on every training photo: 2 views x 24 photos.
+    assert (result.stdout + result.stderr).count("linear probe: head fitted on 48 features") == 1
+    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=True)
+    assert checkpoint["hyper_parameters"]["temperature"] != 1.0  # fitted on both processes' validation logits
+    assert checkpoint["global_step"] == 2 * 3  # 24 photos = 2 processes x 3 batches of 4 an epoch
+    # Frozen epochs would leave the frozen parameters out of DDP's gradient sync: refused in one line.
+    refused = subprocess.run([sys.executable, "-m", "catdog_pl", *map(str, args), "--model.freeze_epochs", "1"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert refused.returncode != 0 and "--model.freeze_epochs does not run under DDP" in refused.stderr
