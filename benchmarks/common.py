@@ -115,12 +115,15 @@ def format_value(value: float | int | str) -> str:
 
 @dataclass
 class Run:
-    """A finished command in a fresh process: wall seconds (start-up included), its peak RSS in MB, its output."""
+    """A finished command in a fresh process: wall seconds (start-up included), its peak RSS in MB, its output, and
+    the CPU seconds (user + system) of it and the processes it waited for: on a shared, busy machine the CPU time
+    of two runs compares more fairly than their walls."""
 
     seconds: float
     peak_rss_mb: float
     stdout: str
     stderr: str
+    cpu_seconds: float = 0.0
 
 
 def run_process(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> Run:
@@ -137,7 +140,8 @@ def run_process(command: list[str], cwd: Path, env: dict[str, str] | None = None
         stdout, stderr = out.read(), err.read()
     if proc.returncode != 0:
         raise RuntimeError(f"{shlex.join(command)} failed ({proc.returncode}):\n{stderr[-3000:]}")
-    return Run(seconds, usage.ru_maxrss / 1024, stdout, stderr)  # ru_maxrss is in KB on Linux
+    cpu = usage.ru_utime + usage.ru_stime
+    return Run(seconds, usage.ru_maxrss / 1024, stdout, stderr, cpu)  # ru_maxrss is in KB on Linux
 
 
 TEST_ACC = re.compile(r"test/acc\W+([0-9]*\.[0-9]+)")  # Lightning's test table, old and new command lines alike

@@ -12,6 +12,7 @@ from lightning.pytorch import Callback, Trainer
 
 from catdog_pl.data.datamodule import CatDogDataModule
 from catdog_pl.evaluation.calibration import fit_temperature
+from catdog_pl.inference.predictor import Predictor
 from catdog_pl.models.classifier import Classifier, to_probabilities
 from catdog_pl.training.finetuning import compute_features, phase_factors
 from catdog_pl.training.module import CatDogModule
@@ -142,6 +143,12 @@ def test_fit_saves_a_temperature_fitted_on_validation_and_test_reports_both_eces
     assert tested.model.temperature == pytest.approx(saved)
     metrics = tested.trainer.callback_metrics
     assert "test/ece_unscaled" in metrics and float(metrics["test/ece_unscaled"]) != float(metrics["test/ece"])
+    # predict, the Python API, export and serve all run the Classifier a checkpoint rebuilds: it divides by it too.
+    predictor = Predictor.from_checkpoint(last, bf16=False)
+    assert predictor.model.temperature == pytest.approx(saved) and not predictor.model.tta
+    image = torch.rand(1, 3, predictor.image_size, predictor.image_size)
+    with torch.no_grad():
+        assert torch.allclose(predictor.probabilities(image), to_probabilities(predictor.model(image), saved))
 
 
 def test_no_temperature_is_fitted_on_the_test_split(tmp_path):

@@ -73,8 +73,9 @@ def as_tiny(command: str, root: Path) -> list[str]:
     text = text.replace("configs/", f"{ROOT / 'configs'}/")  # the README runs from the repository's root
     args = shlex.split(text.replace("photos/", str(root / "photos")))
     args = args[3:] if args[:3] == ["python", "-m", "catdog_pl"] else args
-    if args[0] == "fit":  # one epoch, or one more when resuming; small inputs for the pretrained backbone
+    if args[0] == "fit":  # one epoch, or one more when resuming
         args += ["--trainer.max_epochs", "2" if "--ckpt_path" in args else "1"]
+    if args[0] in ("fit", "lr_find"):  # small inputs for the pretrained backbone
         args += ["--model.image_size", "64"] if "finetune" in text else []
     if args[0] in ("fit", "test", "predict", "validate"):
         args += ["--trainer.enable_progress_bar", "false"]
@@ -111,6 +112,9 @@ def check(args: list[str], output: str, root: Path, started: float) -> None:
         assert (root / "reports" / Path(args[1]).name / "index.md").is_file()
     elif args[0] == "export":
         assert (root / args[args.index("--output") + 1]).stat().st_mtime >= started
+    elif args[0] == "lr_find":
+        assert re.search(r"lr_find: suggested --model.lr (\d\.\d\de-\d\d|none)", output)
+        assert newest(root, "lightning_logs/version_*/lr_find.png").stat().st_mtime >= started
 
 
 def test_every_readme_command_runs_as_printed(workdir, capsys, monkeypatch):
