@@ -1,15 +1,20 @@
 """How an HTTP request to ``POST /predict`` becomes the network's input, in the HTTP process, and how a client's
-error is answered: ``{"error": ...}`` with 400 unreadable image, 413 over the upload limit, 415 unsupported content
-type, 422 no ``file``.
+error is answered: ``{"error": ...}`` with 400 unreadable image, 413 over the upload limit (bytes, or pixels named
+in the image's header), 415 unsupported content type or image format, 422 no ``file``, 503 busy (``Retry-After``).
 
-A bad file is answered here and never reaches a batch: LitServe fails a whole batch for an ``HTTPException`` raised
-inside it.
+Every limit bounds memory before the work is done: the body is counted as it arrives and refused with 413 the moment
+it passes ``max_bytes`` (at once, from its ``Content-Length``, where the client sends one); it is held once, in one
+buffer; the image's header is read before any pixel (Pillow opens only :data:`UPLOAD_FORMATS`, and the pixel count
+is checked first); at most ``max_decodes`` images are decoded at once, and at most ``max_concurrent`` requests are
+in the process at once (:class:`RequestLimit`), each process alike. A bad file is answered here and never reaches
+a batch: LitServe fails a whole batch for an ``HTTPException`` raised inside it.
 """
 
 # No ``from __future__ import annotations`` here: FastAPI reads read_upload's annotations at runtime.
 
+import asyncio
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import numpy as np
@@ -19,18 +24,27 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from catdog_pl.core.errors import ImageError
+from catdog_pl.core.errors import ImageError, ImageFormatError, TooManyPixelsError
 from catdog_pl.data.images import prepare_image
 from catdog_pl.inference.card import ModelCard
 
 #: Content types taken as the image's bytes themselves.
 RAW_TYPES = ("image/", "application/octet-stream")
+#: The image formats an upload may be in (Pillow's names): what cameras, phones and browsers produce. Every other
+#: format Pillow knows (EPS, which runs Ghostscript; PSD, FITS, ...) is refused with 415 before it is opened.
+UPLOAD_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+#: The defaults of ``serve``'s limits, each process's.
+MAX_PIXELS = 25_000_000
+MAX_CONCURRENT = 32
+MAX_DECODES = 2
+#: Seconds a client told 503 is asked to wait.
+RETRY_AFTER_S = 1
 
 
 class Upload(io.BytesIO):
     """An uploaded file in memory, named in the loader's error messages by ``name`` instead of an address."""
 
-    def __init__(self, data: bytes, name: str = "upload") -> None:
+    def __init__(self, data: bytes = b"", name: str = "upload") -> None:
         super().__init__(data)
         self.name = name
 
@@ -49,27 +63,88 @@ class DecodedUpload:
         return f"DecodedUpload(file={self.file!r}, image={self.image.shape})"
 
 
-@dataclass(frozen=True)
+@dataclass
 class UploadRules:
-    """What the HTTP process needs to turn an upload into the network's uint8 input."""
+    """What the HTTP process needs to turn an upload into the network's uint8 input, and its limits.
+
+    Each HTTP process is forked with its own copy: the decode semaphore binds to that process's event loop on first
+    use."""
 
     card: ModelCard
     max_bytes: int
+    max_pixels: int = MAX_PIXELS
+    max_decodes: int = MAX_DECODES
+    formats: tuple[str, ...] = UPLOAD_FORMATS
+    decodes: asyncio.Semaphore = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.decodes = asyncio.Semaphore(self.max_decodes)
+
+    def describe(self) -> dict:
+        return {
+            "max_upload_bytes": self.max_bytes,
+            "max_pixels": self.max_pixels,
+            "max_decodes": self.max_decodes,
+            "formats": list(self.formats),
+        }
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The request's body, or 413 once it passes ``max_bytes`` (the rest is drained, up to 4x, so the client reads
-    the answer instead of a reset connection)."""
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size <= max_bytes:
-            chunks.append(chunk)
-        elif size > 4 * max_bytes:
+def over_limit(size: int | str, max_bytes: int) -> HTTPException:
+    # Connection: close, since the rest of the body is never read.
+    return HTTPException(
+        413,
+        f"upload of {size} bytes is over the limit of {max_bytes:,} bytes",
+        headers={"Connection": "close"},
+    )
+
+
+def limited_receive(request: Request, max_bytes: int):
+    """``request``'s ASGI ``receive``, raising 413 as soon as the body it has passed on is over ``max_bytes``."""
+    size = 0
+
+    async def receive() -> dict:
+        nonlocal size
+        message = await request.receive()
+        size += len(message.get("body", b""))
+        if size > max_bytes:
+            raise over_limit(f"{size:,}+", max_bytes)
+        return message
+
+    return receive
+
+
+def check_length(request: Request, max_bytes: int) -> None:
+    """413 before a byte is read when the body's declared length is over the limit."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise over_limit(f"{int(declared):,}", max_bytes)
+
+
+async def read_raw(request: Request, max_bytes: int) -> Upload:
+    """The body as one buffer, written as it arrives."""
+    upload = Upload()
+    receive = limited_receive(request, max_bytes)
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise HTTPException(400, "the client closed the connection before the body ended")
+        upload.write(message.get("body", b""))
+        if not message.get("more_body", False):
             break
-    if size > max_bytes:
-        raise HTTPException(413, f"upload of {size:,}+ bytes is over the limit of {max_bytes:,} bytes")
-    return b"".join(chunks)
+    upload.seek(0)
+    return upload
+
+
+async def read_multipart(request: Request, max_bytes: int) -> tuple[Upload, str | None]:
+    """The multipart field ``file`` and its file name, parsed as the body arrives (Starlette keeps a file part past
+    1 MB in a temporary file, not in memory), then read into one buffer."""
+    async with Request(request.scope, limited_receive(request, max_bytes)).form(max_files=1, max_fields=8) as form:
+        upload = form.get("file")
+        if upload is None:
+            raise HTTPException(422, "missing field 'file': send the photo as the multipart field 'file'")
+        if isinstance(upload, str):
+            raise HTTPException(422, "field 'file' holds text: send the photo as a file upload")
+        return Upload(await upload.read(), upload.filename or "upload"), upload.filename or None
 
 
 async def read_upload(request: Request) -> DecodedUpload:
@@ -82,33 +157,60 @@ async def read_upload(request: Request) -> DecodedUpload:
             f"unsupported content type {media or '(none)'}: send multipart/form-data with a 'file' field, or the "
             "image bytes with Content-Type image/* or application/octet-stream",
         )
-    body = await read_body(request, rules.max_bytes)
-    name = None
+    check_length(request, rules.max_bytes)
     if media == "multipart/form-data":
-
-        async def replay() -> dict:
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async with Request(request.scope, replay).form(max_files=1) as form:
-            upload = form.get("file")
-            if upload is None:
-                raise HTTPException(422, "missing field 'file': send the photo as the multipart field 'file'")
-            if isinstance(upload, str):
-                raise HTTPException(422, "field 'file' holds text: send the photo as a file upload")
-            name = upload.filename or None
-            body = await upload.read()
+        upload, name = await read_multipart(request, rules.max_bytes)
+    else:
+        upload, name = await read_raw(request, rules.max_bytes), None
+    card = rules.card
     try:
-        card = rules.card
-        image = await run_in_threadpool(
-            prepare_image, Upload(body, name or "upload"), card.image_size, card.interpolation
-        )
+        async with rules.decodes:
+            image = await run_in_threadpool(
+                prepare_image, upload, card.image_size, card.interpolation, rules.max_pixels, rules.formats
+            )
+    except TooManyPixelsError as error:
+        # The reader's advice names its Python option; a client is told the server's.
+        detail = str(error).split(" (decompression-bomb guard")[0]
+        raise HTTPException(413, f"{detail} (serve --max_pixels)") from None
+    except ImageFormatError as error:
+        raise HTTPException(415, str(error)) from None
     except ImageError as error:
         raise HTTPException(400, str(error)) from None
+    finally:
+        upload.close()
     return DecodedUpload(image, name)
 
 
 #: The type of ``decode_request``'s argument: LitServe makes it the route's parameter, FastAPI fills it.
 UploadedImage = Annotated[DecodedUpload, Depends(read_upload)]
+
+
+class RequestLimit:
+    """ASGI middleware: at most ``limit`` ``POST /predict`` requests in this process at once (reading, decoding,
+    waiting for the model); one more is answered 503 with ``Retry-After`` at once, its body unread. Other routes
+    (``/health``, ``/info``, the page) are not counted. Each forked HTTP process builds its own."""
+
+    def __init__(self, app, limit: int = MAX_CONCURRENT, path: str = "/predict") -> None:
+        self.app, self.limit, self.path = app, limit, path
+        self.active = 0
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.path:
+            await self.app(scope, receive, send)
+            return
+        if self.active >= self.limit:
+            busy = JSONResponse(
+                {"error": f"busy: {self.limit} requests are being answered; retry in {RETRY_AFTER_S} s"},
+                status_code=503,
+                headers={"Retry-After": str(RETRY_AFTER_S), "Connection": "close"},
+            )
+            await busy(scope, receive, send)
+            return
+        self.active += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.active -= 1
 
 
 def error_response(request: Request, error: StarletteHTTPException) -> JSONResponse:
