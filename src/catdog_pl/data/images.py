@@ -7,7 +7,7 @@ import io
 import os
 import warnings
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -71,10 +71,10 @@ def read_image(
     """Open ``path`` and return ``use(image)``, with the checks every reader shares: an empty file, PIL's
     decompression-bomb guard and ``max_pixels`` are refused before decoding (:class:`TooManyPixelsError`), a format
     not in ``formats`` (when given) is never opened (:class:`ImageFormatError`), and any failure becomes one
-    :class:`ImageError` that starts with the path and says why. ``path`` may be an ``io.BytesIO`` (an upload):
-    its ``str()`` then names it in the messages."""
+    :class:`ImageError` that starts with the path and says why. ``path`` may be a binary file object (an upload,
+    ``io.BytesIO`` or a temporary file): its ``str()`` then names it in the messages."""
     try:
-        if (path.getbuffer().nbytes if isinstance(path, io.BytesIO) else os.path.getsize(path)) == 0:
+        if byte_size(path) == 0:
             raise ImageError(f"{path}: empty file (0 bytes)")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -105,12 +105,25 @@ def read_image(
         raise ImageError(f"{path}: unreadable ({type(error).__name__}: {error})") from None
 
 
-def format_of(source: str | os.PathLike | io.BytesIO) -> str | None:
+def byte_size(source: str | os.PathLike | BinaryIO) -> int:
+    """The size of a file, or of a binary file object (left at its start)."""
+    if isinstance(source, io.BytesIO):
+        return source.getbuffer().nbytes
+    if hasattr(source, "read"):
+        size = source.seek(0, io.SEEK_END)
+        source.seek(0)
+        return size
+    return os.path.getsize(source)
+
+
+def format_of(source: str | os.PathLike | BinaryIO) -> str | None:
     """The Pillow format whose signature the first bytes of ``source`` carry, or ``None``: read from the prefix by
     each plugin's own check, nothing opened or decoded (to name a format that was refused)."""
     try:
-        if isinstance(source, io.BytesIO):
-            prefix = source.getbuffer()[:64].tobytes()
+        if hasattr(source, "read"):
+            source.seek(0)
+            prefix = source.read(64)
+            source.seek(0)
         else:
             with open(source, "rb") as handle:
                 prefix = handle.read(64)

@@ -3,19 +3,23 @@ error is answered: ``{"error": ...}`` with 400 unreadable image, 413 over the up
 in the image's header), 415 unsupported content type or image format, 422 no ``file``, 503 busy (``Retry-After``).
 
 Every limit bounds memory before the work is done: the body is counted as it arrives and refused with 413 the moment
-it passes ``max_bytes`` (at once, from its ``Content-Length``, where the client sends one); it is held once, in one
-buffer; the image's header is read before any pixel (Pillow opens only :data:`UPLOAD_FORMATS`, and the pixel count
-is checked first); at most ``max_decodes`` images are decoded at once, and at most ``max_concurrent`` requests are
-in the process at once (:class:`RequestLimit`), each process alike. A bad file is answered here and never reaches
-a batch: LitServe fails a whole batch for an ``HTTPException`` raised inside it.
+it passes ``max_bytes`` (at once, from its ``Content-Length``, where the client sends one); it is held once, in a
+spooled temporary file (its first megabyte in memory, the rest on disk) that Pillow reads; the image's header is
+read before any pixel (Pillow opens only :data:`UPLOAD_FORMATS`, and the pixel count is checked first); at most
+``max_decodes`` images are decoded at once, and at most ``max_concurrent`` requests are in the process at once
+(:class:`RequestLimit`), each process alike. A bad file is answered here and never reaches a batch: LitServe fails
+a whole batch for an ``HTTPException`` raised inside it.
 """
 
 # No ``from __future__ import annotations`` here: FastAPI reads read_upload's annotations at runtime.
 
 import asyncio
+import contextlib
 import io
+import tempfile
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, BinaryIO
 
 import numpy as np
 from fastapi import Depends, HTTPException, Request
@@ -35,18 +39,32 @@ RAW_TYPES = ("image/", "application/octet-stream")
 UPLOAD_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 #: The defaults of ``serve``'s limits, each process's.
 MAX_PIXELS = 25_000_000
-MAX_CONCURRENT = 32
+MAX_CONCURRENT = 64
 MAX_DECODES = 2
+#: Bytes of a body kept in memory; the rest of it goes to a temporary file (Starlette's figure for multipart files).
+SPOOL_BYTES = 1024 * 1024
 #: Seconds a client told 503 is asked to wait.
 RETRY_AFTER_S = 1
 
 
-class Upload(io.BytesIO):
-    """An uploaded file in memory, named in the loader's error messages by ``name`` instead of an address."""
+class Upload:
+    """An uploaded file, named in the loader's error messages by ``name`` instead of an address: a binary file
+    object (a spooled temporary file: in memory up to :data:`SPOOL_BYTES`, on disk past that) that Pillow reads."""
 
-    def __init__(self, data: bytes = b"", name: str = "upload") -> None:
-        super().__init__(data)
-        self.name = name
+    def __init__(self, file: BinaryIO, name: str = "upload") -> None:
+        self.file, self.name = file, name
+
+    def read(self, size: int = -1) -> bytes:
+        return self.file.read(size)
+
+    def readline(self, size: int = -1) -> bytes:
+        return self.file.readline(size)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self.file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.file.tell()
 
     def __str__(self) -> str:
         return self.name
@@ -120,31 +138,36 @@ def check_length(request: Request, max_bytes: int) -> None:
         raise over_limit(f"{int(declared):,}", max_bytes)
 
 
-async def read_raw(request: Request, max_bytes: int) -> Upload:
-    """The body as one buffer, written as it arrives."""
-    upload = Upload()
+@contextlib.asynccontextmanager
+async def received(request: Request, media: str, max_bytes: int) -> AsyncIterator[tuple[Upload, str | None]]:
+    """The uploaded file and its name (a multipart upload's), held in one spooled temporary file while the context
+    lasts: the raw body as it arrives, or the multipart field ``file``, parsed as the body arrives by Starlette."""
+    check_length(request, max_bytes)
+    if media == "multipart/form-data":
+        parts = Request(request.scope, limited_receive(request, max_bytes)).form(max_files=1, max_fields=8)
+        async with parts as form:
+            upload = form.get("file")
+            if upload is None:
+                raise HTTPException(422, "missing field 'file': send the photo as the multipart field 'file'")
+            if isinstance(upload, str):
+                raise HTTPException(422, "field 'file' holds text: send the photo as a file upload")
+            yield Upload(upload.file, upload.filename or "upload"), upload.filename or None
+        return
     receive = limited_receive(request, max_bytes)
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise HTTPException(400, "the client closed the connection before the body ended")
-        upload.write(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    upload.seek(0)
-    return upload
-
-
-async def read_multipart(request: Request, max_bytes: int) -> tuple[Upload, str | None]:
-    """The multipart field ``file`` and its file name, parsed as the body arrives (Starlette keeps a file part past
-    1 MB in a temporary file, not in memory), then read into one buffer."""
-    async with Request(request.scope, limited_receive(request, max_bytes)).form(max_files=1, max_fields=8) as form:
-        upload = form.get("file")
-        if upload is None:
-            raise HTTPException(422, "missing field 'file': send the photo as the multipart field 'file'")
-        if isinstance(upload, str):
-            raise HTTPException(422, "field 'file' holds text: send the photo as a file upload")
-        return Upload(await upload.read(), upload.filename or "upload"), upload.filename or None
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as file:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise HTTPException(400, "the client closed the connection before the body ended")
+            chunk = message.get("body", b"")
+            if file._rolled:  # on disk: written off the event loop, as Starlette writes multipart files
+                await run_in_threadpool(file.write, chunk)
+            else:
+                file.write(chunk)
+            if not message.get("more_body", False):
+                break
+        file.seek(0)
+        yield Upload(file), None
 
 
 async def read_upload(request: Request) -> DecodedUpload:
@@ -157,27 +180,21 @@ async def read_upload(request: Request) -> DecodedUpload:
             f"unsupported content type {media or '(none)'}: send multipart/form-data with a 'file' field, or the "
             "image bytes with Content-Type image/* or application/octet-stream",
         )
-    check_length(request, rules.max_bytes)
-    if media == "multipart/form-data":
-        upload, name = await read_multipart(request, rules.max_bytes)
-    else:
-        upload, name = await read_raw(request, rules.max_bytes), None
     card = rules.card
-    try:
-        async with rules.decodes:
-            image = await run_in_threadpool(
-                prepare_image, upload, card.image_size, card.interpolation, rules.max_pixels, rules.formats
-            )
-    except TooManyPixelsError as error:
-        # The reader's advice names its Python option; a client is told the server's.
-        detail = str(error).split(" (decompression-bomb guard")[0]
-        raise HTTPException(413, f"{detail} (serve --max_pixels)") from None
-    except ImageFormatError as error:
-        raise HTTPException(415, str(error)) from None
-    except ImageError as error:
-        raise HTTPException(400, str(error)) from None
-    finally:
-        upload.close()
+    async with received(request, media, rules.max_bytes) as (upload, name):
+        try:
+            async with rules.decodes:
+                image = await run_in_threadpool(
+                    prepare_image, upload, card.image_size, card.interpolation, rules.max_pixels, rules.formats
+                )
+        except TooManyPixelsError as error:
+            # The reader's advice names its Python option; a client is told the server's.
+            detail = str(error).split(" (decompression-bomb guard")[0]
+            raise HTTPException(413, f"{detail} (serve --max_pixels)") from None
+        except ImageFormatError as error:
+            raise HTTPException(415, str(error)) from None
+        except ImageError as error:
+            raise HTTPException(400, str(error)) from None
     return DecodedUpload(image, name)
 
 
