@@ -2,13 +2,15 @@
 
     python benchmarks/serve_abuse.py --ckpt_path lightning_logs/version_0/checkpoints/last.ckpt
 
-The server runs with its defaults (``--max_pixels`` 25,000,000, ``--max_upload_mb`` 20, ``--max_concurrent`` 32,
+The server runs with its defaults (``--max_pixels`` 25,000,000, ``--max_upload_mb`` 20, ``--max_concurrent`` 64,
 ``--max_decodes`` 2, a worker and an HTTP process per core up to 4) in a subprocess on a free 127.0.0.1 port.
 First 16 clients post every ``test_set`` photo once, alone (the baseline); then again while ``--bad_clients``
 threads send, over and over until the good clients are done, each hostile kind of ``tests/abuse.py``: the
 9,000 x 9,000 half-transparent RGBA PNG (334 KB, 324 MB decoded), a JPEG header claiming 100 megapixels, an EPS, a
 PSD, a body one byte over the upload limit, and truncated JPEG and PNG files, as raw bodies and as multipart
-uploads. Every good answer must carry the label ``Predictor.predict_many`` gives that photo, every bad one its 4xx.
+uploads (``--near_limit`` adds the costliest image the limits let through: an RGBA PNG just under
+``--max_pixels``, answered 200). Every good answer must carry the label ``Predictor.predict_many`` gives that
+photo, every bad one its 4xx.
 
 Reported: the server's resident memory (all its processes: main, HTTP processes, inference workers) at rest and
 its peak under attack (sampled every 50 ms), which HTTP processes map PyTorch, the good clients' p50 and p99
@@ -68,6 +70,11 @@ def main() -> None:
     parser.add_argument("--good_clients", type=int, default=16)
     parser.add_argument("--bad_clients", type=int, default=4)
     parser.add_argument("--server_args", default="", help="more serve options, e.g. '--max_decodes 1'")
+    parser.add_argument(
+        "--near_limit",
+        action="store_true",
+        help="add a half-transparent RGBA PNG just under --max_pixels (accepted: 200), the costliest decode allowed",
+    )
     args = parser.parse_args()
     paths = expand_inputs(args.data_dir)
     ok = True
@@ -80,6 +87,9 @@ def main() -> None:
             with urllib.request.urlopen(f"{server.url}/info", timeout=10) as response:
                 info = json.load(response)
             bad = abuse.bad_uploads(info["max_upload_bytes"], big_side=9000, header_side=10_000)
+            if args.near_limit:
+                width = 5000
+                bad.append(abuse.Bad("near-limit.png", abuse.rgba_png(width, info["max_pixels"] // width), 200))
             sizes = {item.name: len(item.data) for item in bad}
             time.sleep(3)  # settled
             kinds = process_kinds(server)
@@ -106,7 +116,8 @@ def main() -> None:
     limits = (f"max_pixels {info['max_pixels']:,}, max_upload {info['max_upload_bytes'] // MB} MB, "
               f"max_concurrent {info['max_concurrent']}, max_decodes {info['max_decodes']}")  # fmt: skip
     layout = f"{info['workers']} workers x {info['threads_per_worker']} threads, {info['api_servers']} HTTP processes"
-    section = f"serve abuse ({info['backbone']} {info['image_size']} px; {layout}; {limits})"
+    near = ", with a near-limit PNG" if args.near_limit else ""
+    section = f"serve abuse{near} ({info['backbone']} {info['image_size']} px; {layout}; {limits})"
     results.add(section, "resting RSS, all processes", rest_total / MB, "MB")
     results.add(section, f"resting RSS, main + manager + HTTP ({len(kinds['http'])} processes)", rest_http / MB, "MB")
     results.add(section, f"resting RSS, inference workers ({len(kinds['worker'])})", rest_worker / MB, "MB")
@@ -114,10 +125,9 @@ def main() -> None:
     results.add(section, "good clients alone: p50 latency", 1000 * np.percentile(baseline.good_latencies, 50), "ms")
     results.add(section, "good clients alone: p99 latency", baseline.p99_ms(), "ms")
     results.add(section, "good clients alone: peak RSS", baseline.peak_rss / MB, "MB")
-    results.add(section, "under attack: good requests", len(attacked.good_latencies), f"x {args.good_clients} clients")
-    results.add(
-        section, "under attack: bad requests", sum(attacked.bad_counts.values()), f"x {args.bad_clients} clients"
-    )
+    good_sent, bad_sent = len(attacked.good_latencies), sum(attacked.bad_counts.values())
+    results.add(section, "under attack: good requests", good_sent, f"from {args.good_clients} clients")
+    results.add(section, "under attack: bad requests", bad_sent, f"from {args.bad_clients} clients")
     for item in bad:
         results.add(section, f"under attack: {item.name} ({sizes[item.name]:,} bytes, expects {item.status})",
                     attacked.bad_counts.get(item.name, 0), "sent")  # fmt: skip

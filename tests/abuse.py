@@ -150,7 +150,7 @@ def attack(
                         files = {"file": (item.name, item.data, item.content_type)}
                         answer = session.post(f"{url}/predict", files=files, timeout=120)
                     got = answer.status_code
-                    has_error = "error" in answer.json()
+                    has_error = ("error" in answer.json()) == (item.status != 200)
                 except (requests.RequestException, ValueError) as error:
                     got, has_error = f"{type(error).__name__}: {error}", False
                 with lock:

@@ -112,3 +112,19 @@ def test_a_25_megapixel_rgba_png_decodes_in_little_more_than_its_pixels():
         out = subprocess.run([sys.executable, "-c", DECODE_PEAK, png.name], capture_output=True, text=True, check=True)
     growth = int(out.stdout.split()[-1])
     assert 150 * 2**20 < growth < 260 * 2**20
+
+
+def test_the_decode_cost_is_read_from_the_header():
+    """What decides whether a decode needs the process's one large slot: a 12-megapixel JPEG decodes at 1/8 scale
+    for a 64 px network (187,500 pixels), a PNG at full size."""
+    pytest.importorskip("litserve", reason="the [serve] extra is not installed")
+    from catdog_pl.serving.uploads import LARGE_DECODE_PIXELS, decoded_pixels
+
+    jpeg, png = io.BytesIO(), io.BytesIO()
+    Image.new("RGB", (4000, 3000), (90, 90, 90)).save(jpeg, format="JPEG")
+    Image.new("RGB", (2500, 2000), (90, 90, 90)).save(png, format="PNG")
+    assert decoded_pixels(named(jpeg.getvalue()), 64, 25_000_000, FORMATS) == 500 * 375
+    assert decoded_pixels(named(jpeg.getvalue()), 2000, 25_000_000, FORMATS) == 4000 * 3000
+    assert decoded_pixels(named(png.getvalue()), 64, 25_000_000, FORMATS) == 2500 * 2000 > LARGE_DECODE_PIXELS
+    with pytest.raises(ImageFormatError):
+        decoded_pixels(named(abuse.eps()), 64, 25_000_000, FORMATS)

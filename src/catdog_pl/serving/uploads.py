@@ -6,9 +6,10 @@ Every limit bounds memory before the work is done: the body is counted as it arr
 it passes ``max_bytes`` (at once, from its ``Content-Length``, where the client sends one); it is held once, in a
 spooled temporary file (its first megabyte in memory, the rest on disk) that Pillow reads; the image's header is
 read before any pixel (Pillow opens only :data:`UPLOAD_FORMATS`, and the pixel count is checked first); at most
-``max_decodes`` images are decoded at once, and at most ``max_concurrent`` requests are in the process at once
-(:class:`RequestLimit`), each process alike. A bad file is answered here and never reaches a batch: LitServe fails
-a whole batch for an ``HTTPException`` raised inside it.
+``max_decodes`` images are decoded at once, one of them at most larger than :data:`LARGE_DECODE_PIXELS` (a decode
+holds about 8.4 bytes a pixel: 210 MB at 25 megapixels, 34 MB at 4); at most ``max_concurrent`` requests are in
+the process at once (:class:`RequestLimit`). Each HTTP process keeps its own limits. A bad file is answered here
+and never reaches a batch: LitServe fails a whole batch for an ``HTTPException`` raised inside it.
 """
 
 # No ``from __future__ import annotations`` here: FastAPI reads read_upload's annotations at runtime.
@@ -25,11 +26,12 @@ import numpy as np
 from fastapi import Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from PIL import Image
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from catdog_pl.core.errors import ImageError, ImageFormatError, TooManyPixelsError
-from catdog_pl.data.images import prepare_image
+from catdog_pl.data.images import prepare_image, read_image
 from catdog_pl.inference.card import ModelCard
 
 #: Content types taken as the image's bytes themselves.
@@ -41,6 +43,8 @@ UPLOAD_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 MAX_PIXELS = 25_000_000
 MAX_CONCURRENT = 64
 MAX_DECODES = 2
+#: Decodes of more pixels than this (16 MB as RGBA) wait for the process's one large slot as well as for a slot.
+LARGE_DECODE_PIXELS = 4_000_000
 #: Bytes of a body kept in memory; the rest of it goes to a temporary file (Starlette's figure for multipart files).
 SPOOL_BYTES = 1024 * 1024
 #: Seconds a client told 503 is asked to wait.
@@ -94,15 +98,18 @@ class UploadRules:
     max_decodes: int = MAX_DECODES
     formats: tuple[str, ...] = UPLOAD_FORMATS
     decodes: asyncio.Semaphore = field(init=False, repr=False)
+    large_decode: asyncio.Semaphore = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.decodes = asyncio.Semaphore(self.max_decodes)
+        self.large_decode = asyncio.Semaphore(1)
 
     def describe(self) -> dict:
         return {
             "max_upload_bytes": self.max_bytes,
             "max_pixels": self.max_pixels,
             "max_decodes": self.max_decodes,
+            "large_decode_pixels": LARGE_DECODE_PIXELS,  # one such decode at a time
             "formats": list(self.formats),
         }
 
@@ -136,6 +143,19 @@ def check_length(request: Request, max_bytes: int) -> None:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise over_limit(f"{int(declared):,}", max_bytes)
+
+
+def decoded_pixels(upload: Upload, min_size: int, max_pixels: int, formats: tuple[str, ...]) -> int:
+    """The pixels decoding ``upload`` will produce, from its header (a JPEG is decoded at the smallest DCT scale
+    that covers ``min_size``), or the :class:`ImageError` that decoding would raise for its format or size."""
+
+    def pixels(img: Image.Image) -> int:
+        scale = 1
+        if img.format == "JPEG":
+            scale = max(s for s in (1, 2, 4, 8) if s == 1 or min(img.width, img.height) // s >= min_size)
+        return -(-img.width // scale) * -(-img.height // scale)
+
+    return read_image(upload, pixels, max_pixels, formats)
 
 
 @contextlib.asynccontextmanager
@@ -183,7 +203,11 @@ async def read_upload(request: Request) -> DecodedUpload:
     card = rules.card
     async with received(request, media, rules.max_bytes) as (upload, name):
         try:
-            async with rules.decodes:
+            # The header first (format, pixel limit, what the decode will hold), then a slot to decode in: a large
+            # image also takes the process's one large slot, so that the other slots stay for photos.
+            pixels = await run_in_threadpool(decoded_pixels, upload, card.image_size, rules.max_pixels, rules.formats)
+            large = rules.large_decode if pixels > LARGE_DECODE_PIXELS else contextlib.nullcontext()
+            async with large, rules.decodes:
                 image = await run_in_threadpool(
                     prepare_image, upload, card.image_size, card.interpolation, rules.max_pixels, rules.formats
                 )
