@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import select
 import socket
 from concurrent.futures import ThreadPoolExecutor
@@ -174,6 +175,18 @@ def test_info_and_page_show_the_accuracy_test_recorded(server, tested, expected)
     assert info["test"]["n"] == len(expected) == 16 and info["test"]["data"] == "data (test_set)"
     assert info["test"]["low95"] <= accuracy <= info["test"]["high95"]
     assert "info.test" in requests.get(f"{server.url}/", timeout=5).text  # the page draws it (test_browser sees it)
+
+
+def test_export_carries_the_accuracy_test_recorded(tested, tmp_path):
+    pytest.importorskip("onnxruntime", reason="the [onnx] extra is not installed")
+    import onnxruntime
+
+    checkpoint, accuracy = tested
+    main(["export", "--ckpt_path", str(checkpoint), "--output", str(tmp_path / "model.onnx")])
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    meta = session.get_modelmeta().custom_metadata_map
+    assert float(meta["test_acc"]) == pytest.approx(accuracy)
+    assert json.loads(meta["test"])["n"] == 16 and json.loads(meta["test"])["data"] == "data (test_set)"
 
 
 def test_a_changed_checkpoint_loses_its_recorded_accuracy(tested, tmp_path):
