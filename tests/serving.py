@@ -71,14 +71,20 @@ sys.meta_path.insert(0, Forbid())
 class Server:
     """``python -m catdog_pl serve ...`` on a free loopback port, stopped (SIGTERM, then SIGKILL) on exit.
 
-    ``health_seen`` lists the distinct ``/health`` statuses met while waiting for 200, in order.
+    ``health_seen`` lists the distinct ``/health`` statuses met while waiting for 200, in order. With ``gate``, the
+    model's workers wait for that file before loading, and it is written once ``/health`` has answered 503: the
+    503 is seen however slowly the machine starts the processes.
     """
 
-    def __init__(self, *args: str, log: Path, startup_s: float = 120.0, forbid: Sequence[str] = ()) -> None:
+    def __init__(
+        self, *args: str, log: Path, startup_s: float = 120.0, forbid: Sequence[str] = (), gate: bool = False
+    ) -> None:
         self.port = free_port()
         self.forbid = tuple(forbid)
         self.url = f"http://127.0.0.1:{self.port}"
-        self.args = ["serve", *args, "--host", "127.0.0.1", "--port", str(self.port)]
+        self.gate = log.parent / f"{log.name}.gate" if gate else None
+        gate_args = ("--setup_gate", str(self.gate)) if self.gate else ()
+        self.args = ["serve", *args, *gate_args, "--host", "127.0.0.1", "--port", str(self.port)]
         self.log_path = log
         self.startup_s = startup_s
         self.health_seen: list[int] = []
@@ -121,10 +127,36 @@ class Server:
                 status = 0  # not listening yet
             if not self.health_seen or self.health_seen[-1] != status:
                 self.health_seen.append(status)
+            if status == 503 and self.gate is not None:
+                self.gate.touch()
             if status == 200:
                 return
             time.sleep(0.05)
         raise TimeoutError(f"server not healthy after {self.startup_s} s:\n{self.log_path.read_text()}")
+
+    def pids(self) -> list[int]:
+        """The server's processes: its own and those of its process group (workers, HTTP processes)."""
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == self.process.pid:  # the process group: the server's session leader
+                found.append(int(stat.parent.name))
+        return sorted(found)
+
+    def rss_bytes(self) -> dict[int, int]:
+        """pid -> resident memory of each of the server's processes (Linux)."""
+        sizes = {}
+        for pid in self.pids():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        sizes[pid] = int(line.split()[1]) * 1024
+            except OSError:
+                continue
+        return sizes
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL to whatever is left; ``exited_on_sigterm`` says whether the server ended by itself."""

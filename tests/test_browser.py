@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from catdog_pl.cli import main
 from catdog_pl.data.inputs import expand_inputs
 from catdog_pl.inference.predictor import Predictor
 
+from .helpers import CONFIG, QUIET
 from .serving import Server, tiny_model
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -30,9 +32,15 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    """(server, browser) with the page open."""
-    checkpoint, data = tiny_model(tmp_path_factory)
+    """(server, browser, checkpoint, data, test accuracy) with the page open; the checkpoint is a copy of the tiny
+    model that ``python -m catdog_pl test`` has tested."""
+    tiny, data = tiny_model(tmp_path_factory)
     root = tmp_path_factory.mktemp("browser")
+    checkpoint = root / "model.ckpt"
+    checkpoint.write_bytes(tiny.read_bytes())
+    cli = main(["test", "--config", str(CONFIG), "--data.data_dir", str(data), "--ckpt_path", str(checkpoint),
+                "--trainer.logger", "false", *QUIET])  # fmt: skip
+    accuracy = float(cli.trainer.callback_metrics["test/acc"])
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -43,7 +51,7 @@ def page(tmp_path_factory):
         browser = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
         try:
             browser.get(server.url + "/")
-            yield server, browser, checkpoint, data
+            yield server, browser, checkpoint, data, accuracy
         finally:
             browser.quit()
 
@@ -60,7 +68,7 @@ def results(browser, count: int) -> list:
 
 
 def test_upload_through_the_page_shows_predicts_label(page):
-    server, browser, checkpoint, data = page
+    server, browser, checkpoint, data, _ = page
     photo = expand_inputs(data / "test_set" / "dogs")[0]
     expected = Predictor.from_checkpoint(checkpoint).predict(photo)
     browser.find_element(By.ID, "files").send_keys(photo)
@@ -74,7 +82,7 @@ def test_upload_through_the_page_shows_predicts_label(page):
 
 
 def test_several_photos_at_once_each_get_their_answer_or_error(page, tmp_path):
-    server, browser, checkpoint, data = page
+    server, browser, checkpoint, data, _ = page
     photos = expand_inputs(data / "test_set" / "cats")[:2]
     bad = tmp_path / "notes.jpg"
     bad.write_text("these are not pixels")
@@ -87,3 +95,15 @@ def test_several_photos_at_once_each_get_their_answer_or_error(page, tmp_path):
         assert by_name[name].find_element(By.CLASS_NAME, "label").text == label
     assert by_name["notes.jpg"].get_attribute("data-state") == "error"
     assert "not an image" in by_name["notes.jpg"].find_element(By.CLASS_NAME, "error").text
+
+
+def test_the_page_names_the_classes_and_shows_the_tested_accuracy_above_the_drop_zone(page):
+    """The title is the model's classes, the model's line the accuracy ``test`` recorded, and the drop zone starts
+    below that line (it was an inline box whose padding covered it)."""
+    server, browser, _, _, accuracy = page
+    model = browser.find_element(By.ID, "model")
+    WebDriverWait(browser, 10).until(lambda driver: "test accuracy" in model.text)
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Cat or dog?" and browser.title == "catdog_pl: Cat or dog?"
+    assert f"test accuracy {100 * accuracy:.1f} %" in model.text and "16 photos of data (test_set)" in model.text
+    drop = browser.find_element(By.ID, "drop")
+    assert model.rect["y"] + model.rect["height"] <= drop.rect["y"]

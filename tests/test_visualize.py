@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -82,9 +83,12 @@ def test_report_pngs_and_page(run, tmp_path):
     text = page.read_text()
     assert "| accuracy |" in text and "![training curves](curves.png)" in text
     assert re.search(r"Accuracy \*\*\d\.\d{3} \(\d\.\d{3}-\d\.\d{3}, n=16\)\*\*", text)  # with its 95 % interval
-    if "worst_mistakes.png" in text:  # a nearly perfect model may make no mistake on 16 images
-        with Image.open(tmp_path / "report" / "worst_mistakes.png") as img:
-            assert img.format == "PNG"
+    # Worst mistakes are drawn when the model made one (a nearly perfect model may make none on 16 images).
+    mistakes = json.loads((tmp_path / "report" / "metrics.json").read_text())["accuracy"] < 1.0
+    assert ("worst_mistakes.png" in text) == mistakes == (tmp_path / "report" / "worst_mistakes.png").is_file()
+    for picture in (tmp_path / "report").glob("worst_mistakes.png"):
+        with Image.open(picture) as img:
+            assert img.format == "PNG" and img.width > 100
 
 
 def test_report_from_a_checkpoint_needs_the_data(run, tmp_path, capsys):

@@ -19,7 +19,9 @@ from catdog_pl.core.errors import CheckpointError
 from catdog_pl.data.datamodule import CatDogDataModule
 from catdog_pl.data.folders import is_image_file
 from catdog_pl.data.layouts import read_layout
-from catdog_pl.inference.checkpoints import check_checkpoint, describe
+from catdog_pl.evaluation.intervals import wilson_interval
+from catdog_pl.inference.card import write_test_record
+from catdog_pl.inference.checkpoints import check_checkpoint, describe, is_url
 from catdog_pl.inference.writer import PredictionWriter
 from catdog_pl.models.preprocessing import resolve_preprocessing
 from catdog_pl.training.checkpointing import use_atomic_checkpoint_io
@@ -73,12 +75,28 @@ class CatDogCLI(CheckpointBeforeLightning, LightningCLI):
         # Lightning reads its hyper-parameters into the configuration (where the checkpoint's win).
         self._asked: dict = {}
         subcommand = self.config.get("subcommand")
-        ckpt_path = subcommand and self.config[subcommand].get("ckpt_path")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        # Every checkpoint Lightning reads (fit's resume, test's weights) is read as data: no code runs.
+        if config.get("weights_only") is False:
+            raise CheckpointError(
+                "--weights_only false: catdog_pl reads checkpoints as data only (weights_only=true), so that a "
+                "checkpoint cannot run code; leave the option out"
+            )
+        if "weights_only" in config:
+            config.weights_only = True
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path and (is_url(ckpt_path) or str(ckpt_path) == "registry" or str(ckpt_path).startswith("registry:")):
+            raise CheckpointError(
+                f"--ckpt_path {ckpt_path}: checkpoints are read from local files only (Lightning would fetch this one "
+                "and unpickle it unchecked); download it from a source you trust and pass the local path"
+            )
         if not ckpt_path or (subcommand == "fit" and not os.path.exists(ckpt_path)):
             return
         checkpoint = check_checkpoint(ckpt_path)
         saved = checkpoint["hyper_parameters"]
-        model = self.config[subcommand].model
+        model = config.model
         defaults = {name: p.default for name, p in inspect.signature(CatDogModule).parameters.items()}
         asked = {
             key: model.get(key) for key in (*WEIGHT_OPTIONS, *EVALUATION_OPTIONS) if model.get(key) != defaults.get(key)
@@ -120,8 +138,20 @@ class CatDogCLI(CheckpointBeforeLightning, LightningCLI):
         if summary is None or not self.trainer.is_global_zero:
             return
         print(summary.report(), flush=True)
+        source = self.datamodule.layout.sources["test"]
+        ckpt_path = self.config[self.subcommand].get("ckpt_path")
+        if ckpt_path and os.path.isfile(ckpt_path):
+            # Beside the checkpoint, where export, serve and its page find it: the accuracy a user can be shown.
+            low, high = wilson_interval(summary.correct, summary.total)
+            data_dir = Path(self.datamodule.data_dir)
+            record = write_test_record(
+                ckpt_path, summary.accuracy, low, high, summary.total, f"{data_dir.name} ({source.rstrip('/')})",
+                data_dir=str(data_dir.resolve()), tta=bool(self.model.hparams.get("tta")),
+                threshold=float(self.model.classes.threshold),
+            )  # fmt: skip
+            print(f"test accuracy recorded -> {record}", flush=True)
         if log_dir:
-            dataset = f"{self.datamodule.data_dir} ({self.datamodule.layout.sources['test']})"
+            dataset = f"{self.datamodule.data_dir} ({source})"
             figures = summary.to_dict(dataset)
             unscaled = self.trainer.callback_metrics.get("test/ece_unscaled")
             figures["temperature"] = float(self.model.temperature)

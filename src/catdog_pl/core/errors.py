@@ -15,6 +15,14 @@ class ImageError(CatDogError, OSError):
     """One file could not be read as an image; the message starts with its path."""
 
 
+class TooManyPixelsError(ImageError):
+    """An image whose header names more pixels than the reader's limit: refused before it is decoded."""
+
+
+class ImageFormatError(ImageError):
+    """An image in a format the reader does not accept (``serve`` takes camera and web formats only)."""
+
+
 class CheckpointError(CatDogError, ValueError):
     """A file given as a checkpoint is not a catdog_pl checkpoint, or does not fit the configuration."""
 

@@ -1,15 +1,24 @@
 """What a client needs to know about a model, and what travels with it into an ONNX file's metadata and ``serve``'s
 ``/info``: its classes, threshold, input recipe and accuracy. No torch: the ONNX server reads it without PyTorch.
+
+A checkpoint's test accuracy: ``python -m catdog_pl test --ckpt_path X`` writes ``X.test.json`` beside the
+checkpoint (:func:`write_test_record`), with the SHA-256 of the file it tested; ``export`` and ``serve`` read it
+(:func:`read_test_record`) and ignore one whose checkpoint has changed since.
 """
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from catdog_pl import __version__
+from catdog_pl.core.csvfile import write_text_atomic
 from catdog_pl.core.labels import Classes, decide_one
 
 #: ``serve`` answers every class's probability up to this many classes, else the most probable ones.
@@ -35,10 +44,13 @@ class ModelCard:
     test_acc: float | None = None
     val_acc: float | None = None
     version: str = __version__
+    #: The last ``test`` of the checkpoint: ``{"acc", "low95", "high95", "n", "data"}`` (:func:`read_test_record`).
+    test: dict | None = None
 
     @classmethod
-    def of(cls, predictor: Predictor, metrics: dict[str, float] | None = None) -> ModelCard:
-        """The card of a predictor; ``metrics`` are the checkpoint's (its last validation, and test if it ran)."""
+    def of(cls, predictor: Predictor, metrics: dict[str, float] | None = None, test: dict | None = None) -> ModelCard:
+        """The card of a predictor; ``metrics`` are the checkpoint's (its last validation), ``test`` its
+        :func:`read_test_record`, whose accuracy wins over any the checkpoint saved."""
         metrics = metrics or {}
         classes = predictor.classes
         return cls(
@@ -51,8 +63,9 @@ class ModelCard:
             mean=tuple(float(v) for v in predictor.mean),
             std=tuple(float(v) for v in predictor.std),
             backbone=str(predictor.hparams.get("backbone", "keras_cnn")),
-            test_acc=metrics.get("test/acc"),
+            test_acc=test["acc"] if test else metrics.get("test/acc"),
             val_acc=metrics.get("val/acc"),
+            test=test,
         )
 
     @property
@@ -97,6 +110,8 @@ class ModelCard:
         for name in ("test_acc", "val_acc"):
             if getattr(self, name) is not None:
                 props[name] = repr(getattr(self, name))
+        if self.test:
+            props["test"] = json.dumps(self.test)
         return props
 
     @classmethod
@@ -114,6 +129,7 @@ class ModelCard:
             test_acc=float(props["test_acc"]) if "test_acc" in props else None,
             val_acc=float(props["val_acc"]) if "val_acc" in props else None,
             version=props.get("catdog_pl_version", "unknown"),
+            test=json.loads(props["test"]) if "test" in props else None,
         )
 
     def answer(self, probabilities: Sequence[float], top_k: int = MAX_ANSWER_CLASSES) -> dict:
@@ -129,3 +145,57 @@ class ModelCard:
         if classes.binary:
             answer["threshold"] = self.threshold
         return answer
+
+
+#: The file beside a checkpoint where ``test`` records its figures: ``last.ckpt`` -> ``last.ckpt.test.json``.
+TEST_RECORD_SUFFIX = ".test.json"
+
+
+def test_record_path(ckpt_path: str | os.PathLike) -> Path:
+    return Path(f"{os.fspath(ckpt_path)}{TEST_RECORD_SUFFIX}")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_test_record(
+    ckpt_path: str | os.PathLike, acc: float, low95: float, high95: float, n: int, data: str, **extra: object
+) -> Path:
+    """Write ``<ckpt_path>.test.json`` atomically: the accuracy ``test`` measured, its 95 % interval, the number of
+    test images and the data set's name (``data``), with the checkpoint's SHA-256 (``extra``: more fields)."""
+    record = {
+        "acc": float(acc),
+        "low95": float(low95),
+        "high95": float(high95),
+        "n": int(n),
+        "data": str(data),
+        **extra,
+        "checkpoint_sha256": file_sha256(ckpt_path),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "catdog_pl_version": __version__,
+    }
+    return write_text_atomic(test_record_path(ckpt_path), json.dumps(record, indent=2) + "\n")
+
+
+def read_test_record(ckpt_path: str | os.PathLike) -> dict | None:
+    """The figures of the last ``test`` of this checkpoint (``{"acc", "low95", "high95", "n", "data"}``), or
+    ``None``: never tested, the record unreadable, or the checkpoint changed since (its SHA-256 differs)."""
+    path = test_record_path(ckpt_path)
+    try:
+        record = json.loads(path.read_text())
+        if record.get("checkpoint_sha256") != file_sha256(ckpt_path):
+            return None
+        return {
+            "acc": float(record["acc"]),
+            "low95": float(record["low95"]),
+            "high95": float(record["high95"]),
+            "n": int(record["n"]),
+            "data": str(record["data"]),
+        }
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None

@@ -14,7 +14,7 @@ import os
 import numpy as np
 import torch
 
-from catdog_pl.inference.card import ModelCard
+from catdog_pl.inference.card import ModelCard, read_test_record
 from catdog_pl.inference.predictor import Predictor
 
 
@@ -22,7 +22,7 @@ def load_predictor(ckpt_path: str | os.PathLike) -> tuple[Predictor, ModelCard]:
     """The one place where export and serve reach the Python predictor (on the CPU, with its default precision),
     with the card of its checkpoint."""
     predictor = Predictor.from_checkpoint(ckpt_path, device="cpu")
-    return predictor, ModelCard.of(predictor, checkpoint_metrics(ckpt_path))
+    return predictor, ModelCard.of(predictor, checkpoint_metrics(ckpt_path), read_test_record(ckpt_path))
 
 
 def checkpoint_metrics(ckpt_path: str | os.PathLike) -> dict[str, float]:

@@ -2,12 +2,14 @@
 
 Endpoints: ``POST /predict`` (a multipart field ``file``, or the image bytes as the body with an ``image/*`` or
 ``application/octet-stream`` type) answers ``{"label", "probabilities", "threshold", "file"}``; ``GET /health`` is
-503 until the model is loaded, then 200; ``GET /info`` describes the model; ``GET /`` is the page.
+503 until the model is loaded, then 200; ``GET /info`` describes the model and the limits; ``GET /`` is the page.
 
 How the work is split: an HTTP process (one per worker by default; they share the port) reads the upload and decodes
 it with ``predict``'s recipe (:mod:`catdog_pl.serving.uploads`, where a bad file gets its client error and never
-reaches a batch); an inference worker (one per core, up to 4) stacks the uint8 images of concurrent requests into
-one batch for the network.
+reaches a batch, and the limits on bytes, pixels, formats and concurrent work are kept); an inference worker (one
+per core, up to 4) stacks the uint8 images of concurrent requests into one batch for the network. Only the workers
+import PyTorch: the main process reads the model card in a process of its own (:mod:`catdog_pl.serving.cards`), so
+that the HTTP processes it forks need Pillow and numpy alone.
 
 LitServe 0.2.19 notes, from its source: ``decode_request``'s annotation becomes the route's parameter, so an
 ``Annotated[..., Depends(...)]`` reads the upload in the HTTP process; ``run()`` waits for the model before opening
@@ -35,8 +37,19 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from catdog_pl.compat.litserve import shut_down, use_pipes
 from catdog_pl.inference.runtime import open_runner
+from catdog_pl.serving.cards import read_card
 from catdog_pl.serving.layout import serve_layout
-from catdog_pl.serving.uploads import DecodedUpload, UploadedImage, UploadRules, error_response, validation_response
+from catdog_pl.serving.uploads import (
+    MAX_CONCURRENT,
+    MAX_DECODES,
+    MAX_PIXELS,
+    DecodedUpload,
+    RequestLimit,
+    UploadedImage,
+    UploadRules,
+    error_response,
+    validation_response,
+)
 
 MAIN_PID = os.getpid()
 PAGE = Path(__file__).with_name("static") / "index.html"
@@ -53,12 +66,18 @@ class CatDogAPI(ls.LitAPI):
         batch_timeout: float = 0.005,
         threads: int | None = None,
         setup_delay: float = 0.0,
+        setup_gate: str | None = None,
     ) -> None:
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path="/predict")
         self.ckpt_path, self.onnx_path, self.threads, self.setup_delay = ckpt_path, onnx_path, threads, setup_delay
+        self.setup_gate = setup_gate
 
     def setup(self, device: str) -> None:
-        time.sleep(self.setup_delay)  # 0 but in tests, which watch /health answer 503 meanwhile
+        # Both for tests, which watch /health answer 503 meanwhile: a delay, or a file to wait for (at most 10 min).
+        time.sleep(self.setup_delay)
+        deadline = time.monotonic() + 600
+        while self.setup_gate and not os.path.exists(self.setup_gate) and time.monotonic() < deadline:
+            time.sleep(0.05)
         # This process is an inference worker LitServe spawned for this API alone, so its thread count is ours to
         # set: several workers share the cores, where PyTorch would give each one a thread per core, whose idle
         # spinning between small batches takes the cores the HTTP processes decode on. None keeps PyTorch's.
@@ -145,16 +164,22 @@ def build_server(
     threads: int | None = None,
     api_servers: int = 1,
     setup_delay: float = 0.0,
+    max_pixels: int = MAX_PIXELS,
+    max_concurrent: int = MAX_CONCURRENT,
+    max_decodes: int = MAX_DECODES,
+    setup_gate: str | None = None,
 ) -> CatDogServer:
-    """The server, its routes and its rules; the model is read here once for ``/info`` and loaded by the workers.
-    ``api_servers`` only goes into ``/info``: ``run(num_api_servers=...)`` starts them."""
-    runner, card = open_runner(ckpt_path, onnx_path)
-    del runner  # the worker loads its own
-    api = CatDogAPI(ckpt_path, onnx_path, max_batch_size, batch_timeout, threads, setup_delay)
+    """The server, its routes and its rules; the model is read once for ``/info`` (in a process of its own:
+    :func:`~catdog_pl.serving.cards.read_card`) and loaded by the workers. ``api_servers`` only goes into
+    ``/info``: ``run(num_api_servers=...)`` starts them. The limits hold in each HTTP process."""
+    card = read_card(ckpt_path, onnx_path)
+    api = CatDogAPI(ckpt_path, onnx_path, max_batch_size, batch_timeout, threads, setup_delay, setup_gate)
     server = CatDogServer(api, accelerator="cpu", workers_per_device=workers, info_path="/litserve/info")
     server.uvicorn_graceful_timeout = 5
     app = server.app
-    app.state.upload_rules = UploadRules(card, int(max_upload_mb * 1024 * 1024))
+    rules = UploadRules(card, int(max_upload_mb * 1024 * 1024), max_pixels, max_decodes)
+    app.state.upload_rules = rules
+    app.add_middleware(RequestLimit, limit=max_concurrent)
     app.add_exception_handler(StarletteHTTPException, error_response)
     app.add_exception_handler(RequestValidationError, validation_response)
     info = {
@@ -163,11 +188,13 @@ def build_server(
         "image_size": card.image_size,
         "backbone": card.backbone,
         "test_acc": card.test_acc,
+        "test": card.test,
         "threshold": card.threshold,
         "resize": card.resize_recipe(),
         "catdog_pl_version": card.version,
         "runtime": "onnxruntime" if onnx_path else "pytorch",
-        "max_upload_bytes": app.state.upload_rules.max_bytes,
+        **rules.describe(),
+        "max_concurrent": max_concurrent,
         "max_batch_size": max_batch_size,
         "workers": workers,
         "threads_per_worker": threads,
@@ -201,6 +228,17 @@ def positive(text: str) -> int:
     return int(text)
 
 
+def pixels(text: str) -> int:
+    """argparse's type for a pixel count: ``25000000``, ``25_000_000`` or ``25e6``."""
+    try:
+        value = float(text.replace("_", ""))
+    except ValueError:
+        value = 0.0
+    if not value.is_integer() or value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels, got {text!r}")
+    return int(value)
+
+
 def main(args: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m catdog_pl serve",
@@ -213,6 +251,25 @@ def main(args: Sequence[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1", choices=("127.0.0.1", "0.0.0.0", "::"))
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--max_upload_mb", type=float, default=20.0, help="larger uploads get 413 (default: 20)")
+    parser.add_argument(
+        "--max_pixels",
+        type=pixels,
+        default=MAX_PIXELS,
+        help="images whose header names more pixels get 413, before decoding (default: 25,000,000)",
+    )
+    parser.add_argument(
+        "--max_concurrent",
+        type=positive,
+        default=MAX_CONCURRENT,
+        help=f"POST /predict requests an HTTP process takes at once; more get 503 with Retry-After "
+        f"(default: {MAX_CONCURRENT})",
+    )
+    parser.add_argument(
+        "--max_decodes",
+        type=positive,
+        default=MAX_DECODES,
+        help=f"images an HTTP process decodes at once; the others wait (default: {MAX_DECODES})",
+    )
     parser.add_argument("--max_batch_size", type=int, default=16, help="requests batched together (default: 16)")
     parser.add_argument(
         "--batch_timeout", type=float, default=0.005, help="seconds a batch waits to fill up (default: 0.005)"
@@ -226,6 +283,7 @@ def main(args: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--log_level", default="warning", choices=("debug", "info", "warning", "error"))
     parser.add_argument("--setup_delay", type=float, default=0.0, help=argparse.SUPPRESS)  # tests only
+    parser.add_argument("--setup_gate", help=argparse.SUPPRESS)  # tests only: the workers wait for this file
     options = parser.parse_args(args)
     workers, threads = serve_layout(options.workers, options.threads)
     api_servers = options.api_servers or workers  # LitServe's own default
@@ -239,6 +297,10 @@ def main(args: Sequence[str] | None = None) -> None:
         threads,
         api_servers,
         options.setup_delay,
+        options.max_pixels,
+        options.max_concurrent,
+        options.max_decodes,
+        options.setup_gate,
     )
     # SIGTERM (a service manager's, a test's) shuts LitServe down as Ctrl+C does: workers stopped, port freed.
     signal.signal(signal.SIGTERM, stop_like_ctrl_c)
