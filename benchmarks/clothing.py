@@ -61,6 +61,7 @@ def main() -> None:
             run = run_process(fit_command(config, args.data_dir.resolve(), *VARIANTS[variant], *args.extra), workdir)
             figures = test_figures(last_checkpoint(workdir), args.data_dir.resolve(), workdir)
         results.add(section, "fit: wall incl. start-up", run.seconds, "s")
+        results.add(section, "fit: CPU time (user + system)", run.cpu_seconds, "s")
         results.add(section, "fit: peak RSS", run.peak_rss_mb, "MB")
         results.add(section, "test: accuracy", figures["accuracy"])
         interval = f"{figures['accuracy_low95']:.3f}-{figures['accuracy_high95']:.3f}"
