@@ -38,8 +38,8 @@ def server(trained, tmp_path_factory):
     loads 2 s late, so that the test sees /health answer 503 first."""
     checkpoint, _ = trained
     log = tmp_path_factory.mktemp("server") / "server.log"
-    with Server("--ckpt_path", str(checkpoint), "--max_upload_mb", str(MAX_UPLOAD_MB), "--setup_delay", "2",
-                *LAYOUT, log=log) as running:  # fmt: skip
+    with Server("--ckpt_path", str(checkpoint), "--runtime", "pytorch", "--max_upload_mb", str(MAX_UPLOAD_MB),
+                "--setup_delay", "2", *LAYOUT, log=log) as running:  # fmt: skip
         yield running
 
 

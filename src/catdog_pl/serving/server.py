@@ -145,10 +145,13 @@ def build_server(
     threads: int | None = None,
     api_servers: int = 1,
     setup_delay: float = 0.0,
+    runtime: str = "auto",
 ) -> CatDogServer:
     """The server, its routes and its rules; the model is read here once for ``/info`` and loaded by the workers.
     ``api_servers`` only goes into ``/info``: ``run(num_api_servers=...)`` starts them."""
-    runner, card = open_runner(ckpt_path, onnx_path)
+    runner, card = open_runner(ckpt_path, onnx_path, runtime=runtime)
+    if runner.runtime == "onnxruntime":  # a checkpoint's graph (exported once, cached): workers open the file alone
+        ckpt_path, onnx_path = None, runner.path
     del runner  # the worker loads its own
     api = CatDogAPI(ckpt_path, onnx_path, max_batch_size, batch_timeout, threads, setup_delay)
     server = CatDogServer(api, accelerator="cpu", workers_per_device=workers, info_path="/litserve/info")
@@ -208,8 +211,13 @@ def main(args: Sequence[str] | None = None) -> None:
         "or the image bytes), GET /health, GET /info, and a web page at /.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--ckpt_path", help="a catdog_pl checkpoint, run with PyTorch")
+    source.add_argument("--ckpt_path", help="a catdog_pl checkpoint (or an .onnx file), run as --runtime says")
     source.add_argument("--onnx", help="a model.onnx from `python -m catdog_pl export`, run with onnxruntime")
+    parser.add_argument(
+        "--runtime", default="auto", choices=("auto", "onnx", "pytorch"),
+        help="a checkpoint's runtime: its graph on onnxruntime (exported once, cached beside it) or PyTorch; auto: "
+        "onnxruntime on a CPU (default: auto)",
+    )  # fmt: skip
     parser.add_argument("--host", default="127.0.0.1", choices=("127.0.0.1", "0.0.0.0", "::"))
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--max_upload_mb", type=float, default=20.0, help="larger uploads get 413 (default: 20)")
@@ -239,6 +247,7 @@ def main(args: Sequence[str] | None = None) -> None:
         threads,
         api_servers,
         options.setup_delay,
+        options.runtime,
     )
     # SIGTERM (a service manager's, a test's) shuts LitServe down as Ctrl+C does: workers stopped, port freed.
     signal.signal(signal.SIGTERM, stop_like_ctrl_c)
