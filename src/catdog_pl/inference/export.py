@@ -171,10 +171,12 @@ def quantize_int8(
     max_accuracy_drop: float = MAX_ACCURACY_DROP,
     opset: int = OPSET,
     seed: int = CALIBRATION_SEED,
+    float_graph: str | os.PathLike | None = None,
 ) -> dict:
     """Write an int8 graph of ``ckpt_path`` to ``output``, or raise :class:`AccuracyDropError` (writing nothing)
-    when its accuracy on the validation split is more than ``max_accuracy_drop`` points below the float graph's.
-    Returns the figures, also stored in the file's metadata under ``quantization``."""
+    when its accuracy on the validation split is more than ``max_accuracy_drop`` points below the float graph's
+    (``float_graph``, the checkpoint's fp32 export, is exported here when not given). Returns the figures, also stored
+    in the file's metadata under ``quantization``."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
 
@@ -185,7 +187,11 @@ def quantize_int8(
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=output.parent) as tmp:
         float_path, prepared, quantized = (Path(tmp) / name for name in ("float.onnx", "pre.onnx", "int8.onnx"))
-        card = export_onnx(ckpt_path, float_path, opset)
+        if float_graph is None:
+            export_onnx(ckpt_path, float_path, opset)
+        else:
+            float_path = Path(float_graph)
+        card = OnnxRunner(float_path).card
         quant_pre_process(float_path, prepared)
         reader = PhotoCalibration([path for path, _ in layout.train], card, calibration_photos, seed)
         quantize_static(

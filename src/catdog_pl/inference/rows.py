@@ -101,7 +101,7 @@ def write_csv(
 def format_table(rows: Sequence[Prediction], limit: int = 20) -> str:
     """A short terminal table: the first ``limit`` rows, then a count of the rest."""
     width = min(60, max((len(row.path) for row in rows[:limit]), default=4))
-    label_width = max(6, *(len(row.label or "") for row in rows[:limit])) if rows else 6
+    label_width = max([6, *(len(row.label or "") for row in rows[:limit])])
     lines = [f"{'path':<{width}}  {'label':<{label_width}} {'probability':>11}"]
     for row in rows[:limit]:
         path = row.path if len(row.path) <= width else "..." + row.path[-(width - 3) :]
