@@ -181,3 +181,14 @@ def test_an_onnx_file_that_is_not_ours_is_refused(tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"\x08\x07not a graph")
     with pytest.raises(InputError, match="not an ONNX file from catdog_pl export"):
         OnnxRunner(tmp_path / "junk.onnx")
+
+
+def test_serve_of_a_checkpoint_hands_its_workers_the_cached_graph(tmp_path):
+    pytest.importorskip("litserve", reason="the [serve] extra (litserve, python-multipart) is not installed")
+    from catdog_pl.serving.server import build_server
+
+    checkpoint = save_checkpoint(tmp_path / "m.ckpt")
+    api = build_server(str(checkpoint), runtime="onnx").lit_api
+    assert (api.ckpt_path, api.onnx_path) == (None, str(tmp_path / "m.ckpt.onnx"))  # the workers need no torch
+    api = build_server(str(checkpoint), runtime="pytorch").lit_api
+    assert (api.ckpt_path, api.onnx_path) == (str(checkpoint), None)

@@ -150,7 +150,7 @@ def open_runner(
         else:
             runner = cached_graph_runner(ckpt_path, onnx_threads, sessions)
         return runner, runner.card
-    from catdog_pl.inference.runners import TorchRunner, load_predictor  # torch: only for a checkpoint
+    from catdog_pl.inference.runners import load_predictor  # torch: only for a checkpoint
 
     predictor, card = load_predictor(ckpt_path)
-    return TorchRunner(predictor), card
+    return predictor.runner, card
