@@ -200,6 +200,9 @@ def quantize_int8(
             reader,
             quant_format=QuantFormat.QDQ,
             per_channel=True,
+            # 7-bit weights: without VNNI the x86 u8 x s8 kernels add pairs of products in 16 bits (VPMADDUBSW),
+            # which saturates with full-range weights (onnxruntime's quantization docs); VNNI CPUs lose nothing.
+            reduce_range=True,
             activation_type=QuantType.QUInt8,  # u8 activations x s8 weights: the x86 kernels' fast pairing
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
@@ -209,7 +212,7 @@ def quantize_int8(
         figures.update(
             split=f"{folder} {layout.sources.get('val', 'val')}",
             calibration=f"{len(reader.paths)} training photos, seed {seed}, MinMax",
-            method="onnxruntime quantize_static, QDQ, per-channel int8 weights, uint8 activations",
+            method="onnxruntime quantize_static, QDQ, per-channel int8 weights (7-bit range), uint8 activations",
             accuracy_drop_points=drop,
             max_accuracy_drop_points=max_accuracy_drop,
         )
@@ -218,7 +221,7 @@ def quantize_int8(
             f"({drop:+.2f} points lost, bound {max_accuracy_drop:g}) on {figures['photos']} photos of "
             f"{figures['split']}; labels equal on {100 * figures['equal_labels']:.1f} %"
         )
-        if drop > max_accuracy_drop:
+        if drop > max_accuracy_drop + 1e-9:  # the points are differences of photo counts: no rounding noise
             raise AccuracyDropError(f"{output}: int8 graph not written: {summary} (--max_accuracy_drop)")
         model = onnx.load(quantized)
         for key, value in {"quantized": "int8", "quantization": json.dumps(figures)}.items():
