@@ -1,4 +1,6 @@
-"""Load test of ``python -m catdog_pl serve`` on loopback, against the offline ``Predictor.predict_many``.
+"""Load test of ``python -m catdog_pl serve`` on loopback, against the offline ``Predictor.predict_many``, for each
+runtime in one run: the checkpoint on PyTorch, its fp32 graph and an int8 graph (``export --quantize int8``) on
+onnxruntime.
 
     python benchmarks/serve_load.py --ckpt_path lightning_logs/version_0/checkpoints/last.ckpt
 
@@ -33,7 +35,7 @@ from common import ROOT, SHARED_DATA, Results, untrained_checkpoint  # noqa: E40
 
 sys.path.insert(0, str(ROOT))  # the serve tests' Server: the same start, wait for /health and stop
 from catdog_pl.data.inputs import expand_inputs  # noqa: E402
-from catdog_pl.inference.export import export_onnx  # noqa: E402
+from catdog_pl.inference.export import export_onnx, quantize_int8  # noqa: E402
 from catdog_pl.inference.predictor import Predictor  # noqa: E402
 from tests.serving import Server  # noqa: E402
 
@@ -110,48 +112,67 @@ def main() -> None:
     parser.add_argument("--max_batch_size", type=int, default=16)
     parser.add_argument("--batch_timeout", type=float, default=0.005)
     parser.add_argument("--server_args", default="", help="more serve options, e.g. '--workers 1'")
+    parser.add_argument("--runtimes", nargs="+", default=["pytorch", "fp32", "int8"], choices=RUNTIMES)
     args = parser.parse_args()
     paths = expand_inputs(args.data_dir)
     photos = [Path(path).read_bytes() for path in paths]
-    rows = []
+    results = Results("serve_load.py")
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = args.ckpt_path or untrained_checkpoint(Path(tmp) / "untrained.ckpt", args.config)
-
-        predictor = Predictor.from_checkpoint(ckpt)
-        predictor.predict_many(paths[:64])  # warm-up
-        start = time.perf_counter()
-        offline_rows = predictor.predict_many(paths)
-        offline_s = time.perf_counter() - start
-        offline = len(paths) / offline_s
-        rows.append(("offline predict_many", 0, len(paths), offline_s, offline, None, None,
-                     sum(not row.ok for row in offline_rows), 1.0))  # fmt: skip
-        del predictor
-
-        server_args = ["--ckpt_path", str(ckpt), "--max_batch_size", str(args.max_batch_size),
-                       "--batch_timeout", str(args.batch_timeout), *args.server_args.split()]  # fmt: skip
-        with Server(*server_args, log=Path(tmp) / "server.log", startup_s=180) as server:
-            with urllib.request.urlopen(f"{server.url}/info", timeout=10) as response:
-                info = json.load(response)
-            load(server.port, photos[:64], 4)  # warm-up
-            for clients in args.clients:
-                seconds, latencies, errors = load(server.port, photos, clients)
-                rate = len(photos) / seconds
-                rows.append((f"served, {clients} client{'s' * (clients > 1)}", clients, len(photos), seconds, rate,
-                             1000 * np.percentile(latencies, 50), 1000 * np.percentile(latencies, 99), errors,
-                             rate / offline))  # fmt: skip
-
-        model = Path(tmp) / "model.onnx"
-        export_onnx(ckpt, model)
-        runs = onnx_fresh_process(model, Path(paths[0]))
+        models = {"pytorch": ckpt, "fp32": Path(tmp) / "model.onnx", "int8": Path(tmp) / "int8.onnx"}
+        export_onnx(ckpt, models["fp32"])
+        if "int8" in args.runtimes:
+            bound = 0.5 if args.ckpt_path else 100.0
+            quantize_int8(ckpt, models["int8"], SHARED_DATA, max_accuracy_drop=bound, float_graph=models["fp32"])
+        for runtime in args.runtimes:
+            serve_one(args, runtime, models[runtime], paths, photos, Path(tmp), results)
+        runs = onnx_fresh_process(models["fp32"], Path(paths[0]))
     median = sorted(runs, key=lambda run: run["total"])[len(runs) // 2]
+    onnx = f"ONNX example in a fresh process, median of {len(runs)}"
+    section = "serve: the README's onnxruntime example"
+    results.add(section, f"{onnx}: total", median["total"], "s")
+    results.add(section, f"{onnx}: onnxruntime import", median["import"], "s")
+    results.add(section, f"{onnx}: session + one photo", median["rest"], "s")
 
-    results = Results("serve_load.py")
+
+#: The runtimes served: the checkpoint on PyTorch, its fp32 graph and an int8 graph on onnxruntime.
+RUNTIMES = ("pytorch", "fp32", "int8")
+
+
+def serve_one(args, runtime: str, model: Path, paths: list[str], photos: list[bytes], tmp: Path, results) -> None:
+    """Offline ``predict_many`` and the served load of one runtime, as rows of its own section."""
+    rows = []
+    predictor = Predictor.from_checkpoint(model, runtime="pytorch" if runtime == "pytorch" else "onnx")
+    predictor.predict_many(paths[:64])  # warm-up
+    start = time.perf_counter()
+    offline_rows = predictor.predict_many(paths)
+    offline_s = time.perf_counter() - start
+    offline = len(paths) / offline_s
+    rows.append(("offline predict_many", 0, len(paths), offline_s, offline, None, None,
+                 sum(not row.ok for row in offline_rows), 1.0))  # fmt: skip
+    del predictor
+
+    source = ["--ckpt_path", str(model), "--runtime", "pytorch"] if runtime == "pytorch" else ["--onnx", str(model)]
+    server_args = [*source, "--max_batch_size", str(args.max_batch_size),
+                   "--batch_timeout", str(args.batch_timeout), *args.server_args.split()]  # fmt: skip
+    with Server(*server_args, log=tmp / "server.log", startup_s=180) as server:
+        with urllib.request.urlopen(f"{server.url}/info", timeout=10) as response:
+            info = json.load(response)
+        load(server.port, photos[:64], 4)  # warm-up
+        for clients in args.clients:
+            seconds, latencies, errors = load(server.port, photos, clients)
+            rate = len(photos) / seconds
+            rows.append((f"served, {clients} client{'s' * (clients > 1)}", clients, len(photos), seconds, rate,
+                         1000 * np.percentile(latencies, 50), 1000 * np.percentile(latencies, 99), errors,
+                         rate / offline))  # fmt: skip
+
     layout = (
         f"{plural(info['workers'], 'worker')} x {plural(info['threads_per_worker'], 'thread')}, "
         f"{plural(info['api_servers'], 'HTTP process')}"
     )
     options = f"--max_batch_size {args.max_batch_size} --batch_timeout {args.batch_timeout} {args.server_args}"
-    section = f"serve ({info['backbone']} {info['image_size']} px; {layout}; {options.strip()})"
+    kind = {"pytorch": "PyTorch", "fp32": "onnxruntime fp32", "int8": "onnxruntime int8"}[runtime]
+    section = f"serve, {kind} ({info['backbone']} {info['image_size']} px; {layout}; {options.strip()})"
     for name, _, _, _, rate, p50, p99, errors, share in rows:
         results.add(section, f"{name}: throughput", rate, "images/s")
         if p50 is not None:
@@ -159,10 +180,6 @@ def main() -> None:
             results.add(section, f"{name}: p99 latency", p99, "ms")
             results.add(section, f"{name}: vs offline predict_many", 100 * share, "%")
         results.add(section, f"{name}: errors", errors, f"of {len(paths)}")
-    onnx = f"ONNX example in a fresh process, median of {len(runs)}"
-    results.add(section, f"{onnx}: total", median["total"], "s")
-    results.add(section, f"{onnx}: onnxruntime import", median["import"], "s")
-    results.add(section, f"{onnx}: session + one photo", median["rest"], "s")
 
 
 if __name__ == "__main__":

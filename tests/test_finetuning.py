@@ -144,11 +144,15 @@ def test_fit_saves_a_temperature_fitted_on_validation_and_test_reports_both_eces
     metrics = tested.trainer.callback_metrics
     assert "test/ece_unscaled" in metrics and float(metrics["test/ece_unscaled"]) != float(metrics["test/ece"])
     # predict, the Python API, export and serve all run the Classifier a checkpoint rebuilds: it divides by it too.
-    predictor = Predictor.from_checkpoint(last, bf16=False)
+    predictor = Predictor.from_checkpoint(last, bf16=False, runtime="pytorch")
     assert predictor.model.temperature == pytest.approx(saved) and not predictor.model.tta
     image = torch.rand(1, 3, predictor.image_size, predictor.image_size)
     with torch.no_grad():
         assert torch.allclose(predictor.probabilities(image), to_probabilities(predictor.model(image), saved))
+    photos = sorted(str(path) for path in (data / "test").rglob("*.jpg"))
+    graph = Predictor.from_checkpoint(last, runtime="onnx")  # the exported graph divides by it as well
+    for torch_row, graph_row in zip(predictor.predict_many(photos), graph.predict_many(photos), strict=True):
+        assert graph_row.probabilities == pytest.approx(torch_row.probabilities, rel=1e-3, abs=1e-5)
 
 
 def test_no_temperature_is_fitted_on_the_test_split(tmp_path):

@@ -56,8 +56,8 @@ def server(tested, tmp_path_factory):
     loads only once the test has seen /health answer 503. It serves a tested checkpoint."""
     checkpoint, _ = tested
     log = tmp_path_factory.mktemp("server") / "server.log"
-    with Server("--ckpt_path", str(checkpoint), "--max_upload_mb", str(MAX_UPLOAD_MB), "--max_pixels",
-                str(MAX_PIXELS), *LAYOUT, log=log, gate=True) as running:  # fmt: skip
+    with Server("--ckpt_path", str(checkpoint), "--runtime", "pytorch", "--max_upload_mb", str(MAX_UPLOAD_MB),
+                "--max_pixels", str(MAX_PIXELS), *LAYOUT, log=log, gate=True) as running:  # fmt: skip
         yield running
 
 

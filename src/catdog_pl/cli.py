@@ -73,6 +73,19 @@ def drop_adverts() -> None:
         logger.addFilter(DropAdverts())
 
 
+def without_runtime(argv: list[str]) -> list[str]:
+    """``argv`` without ``--runtime X`` (``--runtime=X``), an option of predict that Lightning does not know."""
+    kept, skip = [], False
+    for index, token in enumerate(argv):
+        if skip:
+            skip = False
+        elif token == "--runtime" and index + 1 < len(argv):
+            skip = True
+        elif not token.startswith("--runtime="):
+            kept.append(token)
+    return kept
+
+
 def main(args: Sequence[str] | None = None) -> CatDogCLI | None:
     """Run the CLI on ``args`` (``sys.argv[1:]`` when ``None``); problems with the user's files exit with one line."""
     argv = sys.argv[1:] if args is None else list(args)
@@ -80,6 +93,12 @@ def main(args: Sequence[str] | None = None) -> CatDogCLI | None:
     quiet_known_warnings()
     drop_adverts()
     try:
+        # predict on onnxruntime (an .onnx model, or a checkpoint's cached graph on a CPU) needs neither Lightning nor,
+        # for a fresh graph, torch: it is routed before either is imported (catdog_pl.inference.graph_predict).
+        if command == "predict" and importlib.import_module("catdog_pl.inference.graph_predict").main(argv[1:]):
+            return None
+        if command == "predict":
+            argv = without_runtime(argv)  # Lightning's predict is the PyTorch runtime
         if command != "serve":  # serve's workers are processes of their own, and an ONNX file's need no torch
             import torch
 
@@ -93,7 +112,7 @@ def main(args: Sequence[str] | None = None) -> CatDogCLI | None:
             return None
         from catdog_pl.lightning_cli import run_lightning_cli
 
-        return run_lightning_cli(args, DESCRIPTION)
+        return run_lightning_cli(argv if command == "predict" else args, DESCRIPTION)
     except CatDogError as error:
         print(f"catdog_pl: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None

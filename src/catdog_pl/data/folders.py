@@ -14,34 +14,12 @@ from torch.utils.data import Dataset, default_collate
 from catdog_pl.core.csvfile import write_csv_atomic
 from catdog_pl.core.errors import ImageError
 from catdog_pl.core.parallel import thread_map
-from catdog_pl.data.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, load_rgb, verify_image
+from catdog_pl.data.images import DEFAULT_MAX_PIXELS, load_rgb, verify_image
+from catdog_pl.data.listing import is_image_file  # noqa: F401  # its home before the ONNX path needed it without torch
 
 #: The original's folders (what ``prepare`` writes).
 TRAIN_DIR = "training_set"
 TEST_DIR = "test_set"
-
-#: First bytes of the image formats PIL reads here, to recognise images whatever their file names say.
-_MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
-_NOT_IMAGES = {"thumbs.db", "desktop.ini", "ehthumbs.db"}
-
-
-def is_image_file(path: str) -> bool:
-    """Whether a file found in a class folder is taken as an image: by suffix (any case), else by its first bytes.
-
-    Hidden files (``.DS_Store``, ``._photo.jpg``) and Windows thumbnails caches are passed over without a word; a
-    file with an image suffix is taken even if its content turns out unreadable, so that it is reported.
-    """
-    name = os.path.basename(path)
-    if name.startswith(".") or name.lower() in _NOT_IMAGES:
-        return False
-    if name.lower().endswith(IMAGE_SUFFIXES):
-        return True
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(12)
-    except OSError:
-        return False
-    return head.startswith(_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
 
 
 class LabelledImages(Dataset):

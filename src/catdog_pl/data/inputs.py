@@ -3,49 +3,17 @@ file. The CLI's ``predict``, the Python API and the service all read images thro
 
 from __future__ import annotations
 
-import glob
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from catdog_pl.core.errors import ImageError, InputError
-from catdog_pl.data.folders import is_image_file
-from catdog_pl.data.images import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, load_rgb, to_rgb
+from catdog_pl.core.errors import ImageError
+from catdog_pl.data.images import DEFAULT_MAX_PIXELS, load_rgb, to_rgb
+from catdog_pl.data.listing import expand_inputs  # noqa: F401  # its home before the ONNX path needed it without torch
 from catdog_pl.data.transforms import build_eval_transform
-
-
-def expand_inputs(spec: str | os.PathLike) -> list[str]:
-    """The image files named by ``spec``: one file, a folder (searched recursively, images by suffix), or a glob.
-
-    A file named directly is always taken, whatever its suffix, so that a bad file gets its error row. In folders,
-    images are found as in training (:func:`~catdog_pl.data.folders.is_image_file`: by suffix, else by content); hidden
-    files, thumbnail caches and notes are passed over.
-    """
-    text = os.fspath(spec)
-    path = Path(text)
-    if path.is_file():
-        return [text]
-    if path.is_dir():
-        found = sorted(
-            os.path.join(root, name)
-            for root, dirs, names in os.walk(path)
-            for name in names
-            if is_image_file(os.path.join(root, name))
-            and not any(part.startswith(".") for part in Path(root).relative_to(path).parts)
-        )
-        if not found:
-            raise InputError(f"{text}: folder holds no images ({', '.join(IMAGE_SUFFIXES)} in any case, or by content)")
-        return found
-    if glob.has_magic(text):
-        found = sorted(p for p in glob.glob(text, recursive=True) if os.path.isfile(p))
-        if not found:
-            raise InputError(f"{text}: the pattern matches no files")
-        return found
-    raise InputError(f"{text}: no such file or folder")
 
 
 class PredictionSet(Dataset):

@@ -1,124 +1,65 @@
-"""Prediction on new photos: :class:`Predictor`, the Python API, and the rows, CSV and terminal table it shares with
-``predict``'s writer (:mod:`~catdog_pl.inference.writer`). Both read photos with one reader
-(:class:`~catdog_pl.data.inputs.PredictionSet`), so a photo gets the same probability whichever way it is predicted,
-and the same as ``test`` gives it.
+"""Prediction on new photos from Python: :class:`Predictor`, on either runtime (the PyTorch module of a checkpoint,
+or its ONNX graph with onnxruntime, :mod:`~catdog_pl.inference.runtime`). Photos are read with one recipe
+(:mod:`~catdog_pl.inference.decode`) in threads ahead of the network, and become rows, a CSV and a terminal table
+(:mod:`~catdog_pl.inference.rows`) as ``predict`` writes them, so a photo gets the same label whichever way it is
+predicted, and the same as ``test`` gives it. No torch is imported for an ONNX graph.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
 from PIL import Image
-from torch.utils.data import DataLoader
 
-from catdog_pl.core.csvfile import write_csv_atomic
-from catdog_pl.core.devices import bf16_is_fast
 from catdog_pl.core.errors import ImageError
-from catdog_pl.core.labels import Classes, decide_one
-from catdog_pl.data.inputs import PredictionSet
-from catdog_pl.inference.checkpoints import load_classifier
-from catdog_pl.models.classifier import Classifier
+from catdog_pl.core.labels import Classes
+from catdog_pl.inference.decode import PhotoInputs, decoded_batches
+from catdog_pl.inference.onnx import OnnxRunner
+from catdog_pl.inference.rows import (  # noqa: F401  # the rows' names, importable from here as before
+    DEFAULT_TOP_K,
+    MAX_CLASS_COLUMNS,
+    Prediction,
+    collect,
+    format_table,
+    make_predictions,
+    write_csv,
+)
+from catdog_pl.inference.runtime import cached_graph_runner, is_graph, resolve_runtime
 
-#: Above this many classes the CSV keeps the top ``DEFAULT_TOP_K`` classes of each photo instead of a column each.
-MAX_CLASS_COLUMNS = 20
-DEFAULT_TOP_K = 5
+if TYPE_CHECKING:
+    import torch
 
-
-@dataclass(frozen=True)
-class Prediction:
-    """One image's answer: ``label``, its ``probability`` and every label's ``probabilities``, or ``error`` when it
-    could not be read."""
-
-    path: str
-    label: str | None
-    probability: float | None
-    error: str = ""
-    probabilities: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return not self.error
+    from catdog_pl.inference.runners import TorchRunner
+    from catdog_pl.models.classifier import Classifier
 
 
-def collect(probabilities: dict[int, list[float]], errors: dict[int, str], indices, probs, batch_errors) -> None:
-    """Add one batch's results to ``probabilities`` (readable images) and ``errors`` (the rest), by input index."""
-    for index, p, error in zip(indices.tolist(), probs.tolist(), batch_errors, strict=True):
-        if error:
-            errors[index] = error
-        else:
-            probabilities[index] = p
+def onnx_layout(cores: int | None = None) -> tuple[int, int]:
+    """``(sessions, threads per session)`` for onnxruntime on ``cores`` cores: two sessions sharing each batch, of
+    half the cores each. (Measured on 2 cores, benchmarks/predict_speed.py: two 1-thread sessions beside a decoding
+    thread labelled more photos per second than one 2-thread session, fp32 and int8 alike, as they served more.)"""
+    if cores is None:  # the affinity mask, as core.parallel.available_cores (which imports tqdm: 0.3 s of start-up)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    sessions = min(2, cores)
+    return sessions, max(1, cores // sessions)
 
 
-def make_predictions(
-    dataset: PredictionSet, probabilities: dict[int, list[float]], errors: dict[int, str], classes: Classes
-) -> list[Prediction]:
-    """Rows in input order from per-index probabilities and errors (each index once, however it was sharded)."""
-    rows = []
-    for index in range(len(dataset)):
-        error = errors.get(index, "")
-        if error or index not in probabilities:
-            rows.append(Prediction(dataset.name(index), None, None, error or "not predicted"))
-            continue
-        p = probabilities[index]
-        picked = decide_one(p, classes.threshold, classes.binary)
-        every = dict(zip(classes.labels, p, strict=True))
-        rows.append(Prediction(dataset.name(index), classes.labels[picked], p[picked], probabilities=every))
-    return rows
-
-
-def write_csv(
-    rows: Sequence[Prediction], output: str | os.PathLike, classes: Classes, top_k: int | None = None
-) -> Path:
-    """Write ``path,label,probability,p_<label>...,error`` rows to ``output``: a ``p_`` column per class, or with
-    ``top_k`` (the default above :data:`MAX_CLASS_COLUMNS` classes) ``top2,p_top2,...`` up to the k-th. Atomic: a
-    partial file never replaces a good one; a folder that cannot be written is an error naming ``output``."""
-    if top_k is None and len(classes.labels) > MAX_CLASS_COLUMNS:
-        top_k = DEFAULT_TOP_K
-    if top_k:
-        extra = [name for rank in range(2, top_k + 1) for name in (f"top{rank}", f"p_top{rank}")]
-    else:
-        extra = [f"p_{label}" for label in classes.labels]
-
-    def cells(row: Prediction) -> list[str]:
-        if not row.ok:
-            return [row.path, "", "", *[""] * len(extra), row.error]
-        if top_k:
-            ranked = sorted(row.probabilities.items(), key=lambda item: -item[1])[1:top_k]
-            ranked += [("", None)] * (top_k - 1 - len(ranked))
-            tail = [x for label, p in ranked for x in (label, "" if p is None else f"{p:.6f}")]
-        else:
-            tail = [f"{row.probabilities[label]:.6f}" for label in classes.labels]
-        return [row.path, row.label, f"{row.probability:.6f}", *tail, row.error]
-
-    return write_csv_atomic(output, ("path", "label", "probability", *extra, "error"), (cells(r) for r in rows))
-
-
-def format_table(rows: Sequence[Prediction], limit: int = 20) -> str:
-    """A short terminal table: the first ``limit`` rows, then a count of the rest."""
-    width = min(60, max((len(row.path) for row in rows[:limit]), default=4))
-    label_width = max(6, *(len(row.label or "") for row in rows[:limit])) if rows else 6
-    lines = [f"{'path':<{width}}  {'label':<{label_width}} {'probability':>11}"]
-    for row in rows[:limit]:
-        path = row.path if len(row.path) <= width else "..." + row.path[-(width - 3) :]
-        if row.ok:
-            lines.append(f"{path:<{width}}  {row.label:<{label_width}} {row.probability:11.3f}")
-        else:
-            lines.append(f"{path:<{width}}  error: {row.error}")
-    if len(rows) > limit:
-        lines.append(f"... and {len(rows) - limit} more rows in the CSV")
-    return "\n".join(lines)
+#: Decoding threads beside the network: one reads the next batch while the network runs on this one.
+DECODE_THREADS = 1
 
 
 class Predictor:
-    """Predict from Python, with the CLI's preprocessing, labels and precision.
+    """Predict from Python, with the CLI's preprocessing, labels and precision, on either runtime.
 
     >>> predictor = Predictor.from_checkpoint("lightning_logs/version_0/checkpoints/last.ckpt")  # doctest: +SKIP
     >>> predictor.predict("photo.jpg")  # doctest: +SKIP
     Prediction(path='photo.jpg', label='dog', probability=0.93, error='')
+
+    ``from_checkpoint`` takes a checkpoint or an exported ``.onnx`` file; ``runtime="auto"`` runs a checkpoint's
+    graph (exported once, cached beside it) with onnxruntime on the CPU, and its PyTorch module on a GPU
+    (``device="cuda"``) or in bf16; ``runtime="pytorch"`` or ``"onnx"`` chooses.
     """
 
     def __init__(
@@ -130,12 +71,22 @@ class Predictor:
         hparams: Mapping | None = None,
     ) -> None:
         """``model``: a :class:`~catdog_pl.models.classifier.Classifier` with the checkpoint's ``hparams``, or a
-        ``CatDogModule``, which carries its own."""
-        self.device = torch.device(device)
+        ``CatDogModule``, which carries its own; run with PyTorch on ``device``."""
+        from catdog_pl.core.devices import bf16_is_fast
+        from catdog_pl.inference.runners import TorchRunner
+
+        device_type = str(device).split(":")[0]
         # The CLI's default precision, so that both give the same probabilities.
-        self.bf16 = bf16_is_fast(self.device.type) if bf16 is None else bf16
-        self.model = model.to(self.device).eval()
-        self.hparams = dict(model.hparams if hparams is None else hparams)
+        bf16 = bf16_is_fast(device_type) if bf16 is None else bf16
+        self._setup(TorchRunner(model, device, bf16), dict(model.hparams if hparams is None else hparams), threshold)
+
+    def _setup(self, runner: TorchRunner | OnnxRunner, hparams: Mapping, threshold: float | None) -> None:
+        self.runner = runner
+        self.runtime = "onnxruntime" if isinstance(runner, OnnxRunner) else "pytorch"
+        self.model = getattr(runner, "model", None)  # the PyTorch module; None on onnxruntime
+        self.device = getattr(runner, "device", "cpu")
+        self.bf16 = bool(getattr(runner, "bf16", False))
+        self.hparams = dict(hparams)
         hp = self.hparams
         self.classes = Classes.of(hp, threshold)
         self.threshold = self.classes.threshold
@@ -146,13 +97,48 @@ class Predictor:
         self.mean, self.std = tuple(hp["mean"]), tuple(hp["std"])
 
     @classmethod
+    def from_onnx(cls, runner: OnnxRunner | str | os.PathLike, threshold: float | None = None) -> Predictor:
+        """A predictor of an exported graph (a path, or an open :class:`~catdog_pl.inference.onnx.OnnxRunner`)."""
+        runner = runner if isinstance(runner, OnnxRunner) else OnnxRunner(runner, *onnx_layout()[::-1])
+        card = runner.card
+        hparams = {
+            "class_names": list(card.class_names),
+            "labels": card.labels,
+            "task": "binary" if card.classes.binary else "multiclass",
+            "threshold": card.threshold,
+            "image_size": card.image_size,
+            "interpolation": card.interpolation,
+            "mean": card.mean,
+            "std": card.std,
+            "backbone": card.backbone,
+        }
+        predictor = cls.__new__(cls)
+        predictor._setup(runner, hparams, threshold)
+        return predictor
+
+    @classmethod
     def from_checkpoint(
         cls,
         path: str | os.PathLike,
         threshold: float | None = None,
         device: str | torch.device = "cpu",
         bf16: bool | None = None,
+        runtime: str = "auto",
+        threads: int | None = None,
+        sessions: int | None = None,
     ) -> Predictor:
+        """A checkpoint (or an ``.onnx`` file) on ``runtime``: ``auto`` takes onnxruntime on the CPU in fp32 (asking
+        for ``bf16=True`` or a GPU ``device`` takes PyTorch). ``threads`` and ``sessions`` lay out onnxruntime
+        (default :func:`onnx_layout`)."""
+        if runtime == "auto" and bf16:
+            runtime = "pytorch"  # the graph is fp32
+        if resolve_runtime(path, runtime, str(device)) == "onnx":
+            default_sessions, default_threads = onnx_layout()
+            layout = (threads or default_threads, sessions or default_sessions)
+            runner = OnnxRunner(path, *layout) if is_graph(path) else cached_graph_runner(path, *layout)
+            return cls.from_onnx(runner, threshold)
+        from catdog_pl.inference.checkpoints import load_classifier  # torch: only for the PyTorch module
+
         model, hparams = load_classifier(path, map_location=device)
         return cls(model, threshold=threshold, device=device, bf16=bf16, hparams=hparams)
 
@@ -163,20 +149,27 @@ class Predictor:
             raise ImageError(row.error)
         return row
 
-    @torch.inference_mode()
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """Every class's probabilities, ``(B, C)``, of a ``(B, 3, S, S)`` batch of [0, 1] pixels, as ``predict``
         computes them."""
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            return self.model.probabilities(images.to(self.device)).float().cpu()
+        if isinstance(self.runner, OnnxRunner):
+            import torch
+
+            pixels = (images * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+            return torch.from_numpy(self.runner(pixels.cpu().numpy()))
+        return self.runner.probabilities(images)
 
     def predict_many(
-        self, items: Sequence[str | os.PathLike | Image.Image], batch_size: int = 32, num_workers: int = 0
+        self,
+        items: Sequence[str | os.PathLike | Image.Image],
+        batch_size: int = 32,
+        num_workers: int = DECODE_THREADS,
     ) -> list[Prediction]:
-        """Many images in batches; unreadable files get a row with their error instead of raising."""
-        dataset = PredictionSet(items, self.image_size, interpolation=self.interpolation)
-        loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers)
-        probabilities, errors = {}, {}
-        for images, indices, batch_errors in loader:
-            collect(probabilities, errors, indices, self.probabilities(images), batch_errors)
-        return make_predictions(dataset, probabilities, errors, self.classes)
+        """Many images in batches, read by ``num_workers`` threads ahead of the network (0: between batches);
+        unreadable files get a row with their error instead of raising."""
+        inputs = PhotoInputs(items, self.image_size, self.interpolation)
+        probabilities: dict[int, list[float]] = {}
+        errors: dict[int, str] = {}
+        for indices, images, batch_errors in decoded_batches(inputs, batch_size, num_workers):
+            collect(probabilities, errors, indices, np.asarray(self.runner(images)), batch_errors)
+        return make_predictions(inputs, probabilities, errors, self.classes)

@@ -1,4 +1,5 @@
-"""The network of a checkpoint as ``export`` and ``serve`` run it with PyTorch.
+"""The network of a checkpoint run with PyTorch, for :class:`~catdog_pl.inference.predictor.Predictor`, ``export``
+and ``serve``.
 
 The recipe is the one ``predict`` follows: :func:`~catdog_pl.data.images.load_rgb` (JPEG draft to the smallest DCT
 scale covering the input size, EXIF orientation, RGB), then :func:`~catdog_pl.data.images.squash` to ``S x S`` with the
@@ -19,9 +20,9 @@ from catdog_pl.inference.predictor import Predictor
 
 
 def load_predictor(ckpt_path: str | os.PathLike) -> tuple[Predictor, ModelCard]:
-    """The one place where export and serve reach the Python predictor (on the CPU, with its default precision),
-    with the card of its checkpoint."""
-    predictor = Predictor.from_checkpoint(ckpt_path, device="cpu")
+    """The one place where export and serve reach the Python predictor of a checkpoint's PyTorch module (on the CPU,
+    with its default precision), with the card of its checkpoint."""
+    predictor = Predictor.from_checkpoint(ckpt_path, device="cpu", runtime="pytorch")
     return predictor, ModelCard.of(predictor, checkpoint_metrics(ckpt_path), read_test_record(ckpt_path))
 
 
@@ -40,18 +41,33 @@ class ProbabilityHead(torch.nn.Module):
         self.model = model
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        x = image.permute(0, 3, 1, 2).float() / 255.0  # (N, 3, S, S)
+        x = image.permute(0, 3, 1, 2).float() / 255.0  # (N, 3, S, S): the eval transform's ToDtype(scale=True)
         return self.model.probabilities(x).float()  # (N, C): normalised inside the model, as in training
 
 
 class TorchRunner:
-    """Probabilities from a checkpoint's network, with the predictor's precision (bf16 autocast where it is fast)."""
+    """Probabilities from a checkpoint's network on ``device``, in bf16 autocast with ``bf16``: uint8 photos
+    (:meth:`__call__`, what the ONNX graph takes) or [0, 1] float tensors (:meth:`probabilities`)."""
 
-    def __init__(self, predictor: Predictor) -> None:
-        self.head = ProbabilityHead(predictor.model).eval()
-        self.bf16 = predictor.bf16
+    runtime = "pytorch"
+
+    def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu", bf16: bool = False) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.head = ProbabilityHead(self.model).eval()
+        self.bf16 = bf16
+
+    @torch.inference_mode()
+    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        """``(B, C)`` on the CPU from a ``(B, 3, S, S)`` batch of [0, 1] pixels."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            return self.model.probabilities(images.to(self.device)).float().cpu()
 
     @torch.inference_mode()
     def __call__(self, images: np.ndarray) -> np.ndarray:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            return self.head(torch.from_numpy(images)).float().numpy()
+        """uint8 ``(N, S, S, 3)`` -> float32 ``(N, C)``."""
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            return self.head(torch.from_numpy(images).to(self.device)).float().cpu().numpy()
+
+    def close(self) -> None:
+        pass

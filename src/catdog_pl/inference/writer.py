@@ -1,5 +1,5 @@
-"""``predict``'s CSV under Lightning: a prediction writer that gathers every process's rows under DDP and writes
-them once, in input order, with the Python API's rows and table."""
+"""``predict``'s CSV under Lightning (the PyTorch runtime, DDP included): a prediction writer that gathers every
+process's rows under DDP and writes them once, in input order, with the Python API's rows and table."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from catdog_pl.core.labels import Classes, check_threshold
-from catdog_pl.inference.predictor import Prediction, collect, format_table, make_predictions, write_csv
+from catdog_pl.inference.rows import Prediction, collect, make_predictions, summary, write_csv
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -40,6 +40,7 @@ class PredictionWriter(BasePredictionWriter):
         self.path: Path | None = None
         self.threshold_used: float | None = None
         self.class_names: list[str] = []
+        self.classes: Classes | None = None
         self._default_output = "predictions.csv"
 
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -66,14 +67,10 @@ class PredictionWriter(BasePredictionWriter):
         self.class_names = list(classes.names)
         self.rows = make_predictions(dataset, probabilities, errors, classes)
         self.threshold_used = classes.threshold if classes.binary else None
+        self.classes = classes
         if trainer.is_global_zero:
             self.path = write_csv(self.rows, self.output or self._default_output, classes, self.top_k)
 
     def summary(self) -> str:
         """The terminal report: a short table, then one line with the counts and the CSV's path."""
-        failed = sum(not row.ok for row in self.rows)
-        rule = f"threshold {self.threshold_used:g}" if self.threshold_used is not None else "most probable class"
-        return (
-            f"{format_table(self.rows, self.show)}\n{len(self.rows)} images: "
-            f"{len(self.rows) - failed} predicted, {failed} failed ({rule}) -> {self.path}"
-        )
+        return summary(self.rows, self.show, self.classes, self.path)

@@ -85,7 +85,9 @@ class CatDogAPI(ls.LitAPI):
             import torch  # a checkpoint's worker only: an ONNX file's runs without torch
 
             torch.set_num_threads(self.threads)
-        self.runner, self.card = open_runner(self.ckpt_path, self.onnx_path, onnx_threads=self.threads)
+        # A checkpoint here was resolved to PyTorch by serve (an onnxruntime one arrives as its graph's path).
+        runtime = "pytorch" if self.ckpt_path else "auto"
+        self.runner, self.card = open_runner(self.ckpt_path, self.onnx_path, onnx_threads=self.threads, runtime=runtime)
 
     def decode_request(self, request: UploadedImage) -> DecodedUpload:
         return request  # decoded in the HTTP process by read_upload
@@ -168,11 +170,15 @@ def build_server(
     max_concurrent: int = MAX_CONCURRENT,
     max_decodes: int = MAX_DECODES,
     setup_gate: str | None = None,
+    runtime: str = "auto",
 ) -> CatDogServer:
     """The server, its routes and its rules; the model is read once for ``/info`` (in a process of its own:
-    :func:`~catdog_pl.serving.cards.read_card`) and loaded by the workers. ``api_servers`` only goes into
-    ``/info``: ``run(num_api_servers=...)`` starts them. The limits hold in each HTTP process."""
-    card = read_card(ckpt_path, onnx_path)
+    :func:`~catdog_pl.serving.cards.read_card`, which also exports a checkpoint's graph for onnxruntime once) and
+    loaded by the workers. ``api_servers`` only goes into ``/info``: ``run(num_api_servers=...)`` starts them. The
+    limits hold in each HTTP process."""
+    card, graph = read_card(ckpt_path, onnx_path, runtime)
+    if graph is not None and onnx_path is None:  # a checkpoint's cached graph: the workers open the file alone
+        ckpt_path, onnx_path = None, graph
     api = CatDogAPI(ckpt_path, onnx_path, max_batch_size, batch_timeout, threads, setup_delay, setup_gate)
     server = CatDogServer(api, accelerator="cpu", workers_per_device=workers, info_path="/litserve/info")
     server.uvicorn_graceful_timeout = 5
@@ -246,8 +252,13 @@ def main(args: Sequence[str] | None = None) -> None:
         "or the image bytes), GET /health, GET /info, and a web page at /.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--ckpt_path", help="a catdog_pl checkpoint, run with PyTorch")
+    source.add_argument("--ckpt_path", help="a catdog_pl checkpoint (or an .onnx file), run as --runtime says")
     source.add_argument("--onnx", help="a model.onnx from `python -m catdog_pl export`, run with onnxruntime")
+    parser.add_argument(
+        "--runtime", default="auto", choices=("auto", "onnx", "pytorch"),
+        help="a checkpoint's runtime: its graph on onnxruntime (exported once, cached beside it) or PyTorch; auto: "
+        "onnxruntime on a CPU (default: auto)",
+    )  # fmt: skip
     parser.add_argument("--host", default="127.0.0.1", choices=("127.0.0.1", "0.0.0.0", "::"))
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--max_upload_mb", type=float, default=20.0, help="larger uploads get 413 (default: 20)")
@@ -301,6 +312,7 @@ def main(args: Sequence[str] | None = None) -> None:
         options.max_concurrent,
         options.max_decodes,
         options.setup_gate,
+        options.runtime,
     )
     # SIGTERM (a service manager's, a test's) shuts LitServe down as Ctrl+C does: workers stopped, port freed.
     signal.signal(signal.SIGTERM, stop_like_ctrl_c)
