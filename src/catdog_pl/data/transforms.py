@@ -348,7 +348,8 @@ class BatchTrainAugment(torch.nn.Module):
 
     def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         params = self.sample(images.shape[0], images.shape[-1], generator=generator)
-        return self.colour(self.geometry(images, params).div_(255.0), params)  # (B, 3, 64, 64)
+        images = self.geometry(images, params).div_(255.0).clamp_(0.0, 1.0)  # float rounding may pass 1
+        return self.colour(images, params)  # (B, 3, 64, 64)
 
 
 def grey(images: torch.Tensor) -> torch.Tensor:
