@@ -23,9 +23,9 @@ from catdog_pl.data.layouts import Layout, read_layout
 from catdog_pl.data.transforms import (
     DEFAULT_SHEAR,
     DEFAULT_ZOOM,
-    BatchTrainAugment,
     build_eval_transform,
     build_source_transform,
+    train_augment,
 )
 
 
@@ -131,9 +131,7 @@ class CatDogDataModule(LightningDataModule):
         self.train_set = self.val_set = self.test_set = None  # Datasets, assigned by setup
         self.predict_set: PredictionSet | None = None
         try:
-            self.batch_augment = BatchTrainAugment(
-                image_size, zoom, shear, hflip, augment, aspect, brightness, contrast, saturation, erasing
-            )
+            self.batch_augment = train_augment(image_size, self.hparams)
         except ValueError as error:
             raise DataLayoutError(f"data.{error}") from None
         self.skipped = SkippedImages()

@@ -54,6 +54,8 @@ Eval squashes every photo to ``image_size`` with the model's filter and scales t
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torchvision.transforms import v2
@@ -196,6 +198,26 @@ def pixel_to_grid_theta(matrix: torch.Tensor, height: int, width: int) -> torch.
 
 #: The augmentation modes of :class:`BatchTrainAugment`.
 AUGMENT_MODES = ("keras", "crop")
+
+#: The data module's options that set the train augmentation -> :class:`BatchTrainAugment`'s arguments.
+AUGMENT_OPTIONS = {
+    "zoom": "zoom",
+    "shear": "shear",
+    "hflip": "hflip",
+    "augment": "mode",
+    "aspect": "aspect",
+    "brightness": "brightness",
+    "contrast": "contrast",
+    "saturation": "saturation",
+    "erasing": "erasing",
+}
+
+
+def train_augment(image_size: int, options: Mapping[str, Any]) -> BatchTrainAugment:
+    """The train augmentation that data options describe (the data module's, or those a checkpoint saved); an
+    option not given takes its default."""
+    chosen = {argument: options[option] for option, argument in AUGMENT_OPTIONS.items() if option in options}
+    return BatchTrainAugment(image_size, **chosen)
 
 
 class BatchTrainAugment(torch.nn.Module):
