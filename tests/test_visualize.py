@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from catdog_pl.cli import main
 from catdog_pl.reporting.report import report
 
-from .helpers import CONFIG, QUIET, make_dataset
+from .helpers import CONFIG, QUIET, make_dataset, write_image
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +23,9 @@ def run(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("viz")
     data = make_dataset(root / "data")
+    # One bright "cat" among the test photos: a mistake for a model that learned bright = dog, so that even a model
+    # perfect on the rest has a worst mistake to show.
+    write_image(sorted((data / "test_set" / "cats").glob("*.jpg"))[0], np.random.default_rng(1), bright=True)
     common = ["--config", str(CONFIG), "--data.data_dir", str(data), "--trainer.logger.init_args.save_dir", str(root)]
     main(["fit", *common, "--trainer.max_epochs", "3", *QUIET])
     run_dir = root / "lightning_logs" / "version_0"

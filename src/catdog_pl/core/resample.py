@@ -2,5 +2,10 @@
 
 from PIL import Image
 
-#: Filter name -> Pillow's filter; torchvision's ``InterpolationMode`` takes the same names.
-RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+#: Filter name -> Pillow's filter; torchvision's ``InterpolationMode`` takes the same names. ``nearest`` is Keras's
+#: ``load_img`` default (one source pixel per output pixel, no antialiasing), what the Keras original trained on.
+RESAMPLE = {
+    "bilinear": Image.Resampling.BILINEAR,
+    "bicubic": Image.Resampling.BICUBIC,
+    "nearest": Image.Resampling.NEAREST,
+}

@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 from catdog_pl.core.devices import host_to_device
 from catdog_pl.core.errors import ImageError
 from catdog_pl.core.parallel import thread_map
-from catdog_pl.data.images import DEFAULT_MAX_PIXELS, load_rgb, squash
+from catdog_pl.data.images import DEFAULT_MAX_PIXELS, decode_size, load_rgb, squash
 
 
 def cache_nbytes(count: int, side: int) -> int:
@@ -27,7 +27,8 @@ def decode_squashed(
     This is exactly what ``v2.Resize((side, side))`` does to the PIL image in the streaming transforms, so a
     cached eval image equals the streamed one bit for bit.
     """
-    return np.array(squash(load_rgb(path, min_size=side, max_pixels=max_pixels), side, interpolation))
+    img = load_rgb(path, min_size=decode_size(side, interpolation), max_pixels=max_pixels)
+    return np.array(squash(img, side, interpolation))
 
 
 def decode_all(

@@ -17,16 +17,15 @@ from catdog_pl.core.errors import DataLayoutError, InputError
 from catdog_pl.core.parallel import default_num_workers
 from catdog_pl.data.cache import CachedImages, cache_nbytes, decode_all, passthrough_collate
 from catdog_pl.data.folders import LabelledImages, SkippedImages, collate_skip_bad, is_image_file, scan
-from catdog_pl.data.images import DEFAULT_MAX_PIXELS, load_rgb
+from catdog_pl.data.images import DEFAULT_MAX_PIXELS, decode_size, load_rgb
 from catdog_pl.data.inputs import PredictionSet, expand_inputs
 from catdog_pl.data.layouts import Layout, read_layout
 from catdog_pl.data.transforms import (
     DEFAULT_SHEAR,
     DEFAULT_ZOOM,
-    BatchTrainAugment,
     build_eval_transform,
-    build_train_transform,
-    train_source_size,
+    build_source_transform,
+    train_augment,
 )
 
 
@@ -38,12 +37,13 @@ class CatDogDataModule(LightningDataModule):
     Two data paths give the same images to the network:
 
     - **cached** (the default where it fits): each photo is decoded once at setup (``Image.draft``, a thread per
-      core) into an in-memory uint8 tensor, squashed to 80 px for training and to ``image_size`` for evaluation.
+      core) into an in-memory uint8 tensor, squashed to ``image_size`` for evaluation and for the keras
+      augmentation, to 80 px for the crop augmentation.
       Batches are one tensor index; the train augmentation runs per image on whole batches
       (:class:`~catdog_pl.data.transforms.BatchTrainAugment`) after the batch reaches its device, the GPU included,
       where the cache itself lives too. Evaluation images are bit-identical to the streaming path's.
-    - **streaming**: ``ImageFolder`` with the PIL transforms of :mod:`catdog_pl.data.transforms` in worker processes,
-      for data sets larger than ``cache_limit_mb``.
+    - **streaming**: the photos read and squashed in worker processes, for data sets larger than ``cache_limit_mb``;
+      training batches arrive as uint8 and get the same batched augmentation on their device.
 
     Unreadable files never end a run: setup sets them aside (the cache's decode checks every file; streaming
     checks headers, or decodes with ``full_scan``), a file failing later is skipped from its batch, and each one
@@ -65,9 +65,17 @@ class CatDogDataModule(LightningDataModule):
             ``validate`` repeat the split it was trained with (see the command line).
         seed: seed of the held-out splits.
         balance: draw training batches with each class equally likely (a weighted sampler), for imbalanced data.
+        augment: ``keras``: Keras's own augmentation (``zx``, ``zy``, shear and flip as one affine map, edges
+            repeated on a zoom-out; ``configs/cnn.yaml``), or ``crop``: crops inside the photo (the default).
+            :mod:`~catdog_pl.data.transforms` says how each Keras setting maps.
         zoom: Keras ``zoom_range`` of the train augmentation.
         shear: Keras ``shear_range`` (degrees) of the train augmentation.
         hflip: Keras ``horizontal_flip``.
+        aspect: ``augment=crop`` only: the crop's aspect range (width / height); ``None`` follows ``zoom``.
+        brightness: colour jitter, as torchvision ``ColorJitter(brightness=...)``; 0 (the original's) is off.
+        contrast: colour jitter of contrast; 0 is off.
+        saturation: colour jitter of saturation; 0 is off.
+        erasing: probability of random erasing per training image; 0 is off.
         cache: ``True`` decodes once into memory, ``False`` streams from disk, ``None`` caches when the decoded
             images fit in ``cache_limit_mb``.
         cache_limit_mb: memory the cache may take before ``cache=None`` falls back to streaming.
@@ -92,6 +100,12 @@ class CatDogDataModule(LightningDataModule):
         zoom: float = DEFAULT_ZOOM,
         shear: float = DEFAULT_SHEAR,
         hflip: bool = True,
+        augment: str = "crop",
+        aspect: tuple[float, float] | None = None,
+        brightness: float = 0.0,
+        contrast: float = 0.0,
+        saturation: float = 0.0,
+        erasing: float = 0.0,
         cache: bool | None = None,
         cache_limit_mb: float = 1024.0,
         full_scan: bool = False,
@@ -117,7 +131,10 @@ class CatDogDataModule(LightningDataModule):
         self.cached: bool | None = None  # whether setup decoded the photos into memory
         self.train_set = self.val_set = self.test_set = None  # Datasets, assigned by setup
         self.predict_set: PredictionSet | None = None
-        self.batch_augment = BatchTrainAugment(image_size, zoom, shear, hflip)
+        try:
+            self.batch_augment = train_augment(image_size, self.hparams)
+        except ValueError as error:
+            raise DataLayoutError(f"data.{error}") from None
         self.skipped = SkippedImages()
         self._log_dir: str | None = None
 
@@ -145,6 +162,7 @@ class CatDogDataModule(LightningDataModule):
         return read_layout(self.data_dir, is_image_file, hp.val_split, hp.test_split, hp.seed)
 
     def _folder(self, split: str, transform: Callable, min_size: int) -> LabelledImages:
+        min_size = decode_size(min_size, self.interpolation)
         loader = partial(load_rgb, min_size=min_size, max_pixels=self.hparams.max_image_pixels)
         return LabelledImages(getattr(self.layout, split), self.layout.sources[split], transform, loader)
 
@@ -213,14 +231,10 @@ class CatDogDataModule(LightningDataModule):
         self.layout = self.read_layout()
         self.class_names = list(self.layout.class_names)
         rank_zero_info(f"catdog_pl: {self.layout.describe()}")
-        source = train_source_size(self.image_size, hp.zoom)
+        source = self.batch_augment.source_size
         eval_transform = build_eval_transform(self.image_size, self.interpolation)
         if stage in ("fit", "validate"):
-            train = self._folder(
-                "train",
-                build_train_transform(self.image_size, hp.zoom, hp.shear, hp.hflip, self.interpolation),
-                source,
-            )
+            train = self._folder("train", build_source_transform(source, self.interpolation), source)
             val = self._folder("val", eval_transform, self.image_size)
             self.cached = self._use_cache([(len(train), source), (len(val), self.image_size)])
             if stage == "fit":

@@ -53,8 +53,16 @@ def load_rgb(
 
 def squash(img: Image.Image, side: int, interpolation: str = "bilinear") -> Image.Image:
     """``img`` resized to ``side`` x ``side`` (the aspect ratio is not kept, as Keras's ``target_size``), with PIL's
-    antialiased ``bilinear`` or ``bicubic`` filter: what the eval transform does to every photo."""
+    antialiased ``bilinear`` or ``bicubic`` filter, or ``nearest`` (Keras's ``load_img``: no antialiasing): what the
+    eval transform does to every photo."""
     return img.resize((side, side), RESAMPLE[interpolation])
+
+
+def decode_size(side: int, interpolation: str = "bilinear") -> int | None:
+    """``load_rgb``'s ``min_size`` for a photo squashed to ``side`` with ``interpolation``: ``side`` (a JPEG draft,
+    fast), or ``None`` for ``nearest``, which decodes the whole photo as Keras's ``load_img`` does: a draft's DCT
+    scaling averages the pixels that nearest-neighbour would pick one by one, and so would blur the aliasing."""
+    return None if interpolation == "nearest" else side
 
 
 def verify_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
@@ -181,5 +189,5 @@ def prepare_image(
     formats: Sequence[str] | None = None,
 ) -> np.ndarray:
     """A photo as the network's input before scaling: uint8 ``(S, S, 3)`` RGB; raises :class:`ImageError`."""
-    img = load_rgb(source, min_size=image_size, max_pixels=max_pixels, formats=formats)
+    img = load_rgb(source, min_size=decode_size(image_size, interpolation), max_pixels=max_pixels, formats=formats)
     return np.asarray(squash(img, image_size, interpolation), dtype=np.uint8)

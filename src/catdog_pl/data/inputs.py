@@ -11,7 +11,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from catdog_pl.core.errors import ImageError
-from catdog_pl.data.images import DEFAULT_MAX_PIXELS, load_rgb, to_rgb
+from catdog_pl.data.images import DEFAULT_MAX_PIXELS, decode_size, load_rgb, to_rgb
 from catdog_pl.data.listing import expand_inputs  # noqa: F401  # its home before the ONNX path needed it without torch
 from catdog_pl.data.transforms import build_eval_transform
 
@@ -33,6 +33,7 @@ class PredictionSet(Dataset):
         self.items = list(items)
         self.image_size = image_size
         self.max_pixels = max_pixels
+        self.min_size = decode_size(image_size, interpolation)
         self.transform = build_eval_transform(image_size, interpolation)
 
     def __len__(self) -> int:
@@ -48,7 +49,7 @@ class PredictionSet(Dataset):
             if isinstance(item, Image.Image):
                 img = to_rgb(item)
             else:
-                img = load_rgb(item, min_size=self.image_size, max_pixels=self.max_pixels)
+                img = load_rgb(item, min_size=self.min_size, max_pixels=self.max_pixels)
             return self.transform(img), index, ""
         except ImageError as error:
             return torch.zeros(3, self.image_size, self.image_size), index, str(error)

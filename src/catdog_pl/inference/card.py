@@ -84,7 +84,9 @@ class ModelCard:
         s = self.image_size
         return {
             "library": "Pillow",
-            "draft": f"JPEG only: img.draft('RGB', ({s}, {s})) before decoding (smallest DCT scale covering {s} px)",
+            "draft": "none: every pixel decoded, as Keras's load_img does"
+            if self.interpolation == "nearest"
+            else f"JPEG only: img.draft('RGB', ({s}, {s})) before decoding (smallest DCT scale covering {s} px)",
             "exif": "ImageOps.exif_transpose(img)",
             "mode": "RGB (transparent pixels composited on white)",
             "squash": f"img.resize(({s}, {s}), Image.{self.interpolation.upper()}): the whole photo, no crop",

@@ -29,7 +29,7 @@ from catdog_pl.data.cache import decode_all
 from catdog_pl.data.folders import is_image_file
 from catdog_pl.data.images import load_rgb
 from catdog_pl.data.layouts import Layout, read_layout
-from catdog_pl.data.transforms import BatchTrainAugment, train_source_size
+from catdog_pl.data.transforms import train_augment
 from catdog_pl.evaluation.metrics import ClassificationMetrics, format_accuracy, image_losses, worst_mistakes
 from catdog_pl.evaluation.pictures import (
     captioned_grid,
@@ -129,15 +129,18 @@ def photo_thumbnails(paths: Sequence[str], side: int = 192) -> list[np.ndarray]:
     return thumbnails
 
 
-def augmented_batch(layout: Layout, predictor: Predictor, count: int = 16) -> tuple[list[np.ndarray], list[str]]:
-    """Training photos as the network sees them (zoom, shear, flip at its input size), with their labels."""
+def augmented_batch(
+    layout: Layout, predictor: Predictor, options: dict, count: int = 16
+) -> tuple[list[np.ndarray], list[str]]:
+    """Training photos as the network saw them (the augmentation of the checkpoint's data ``options``, at its input
+    size), with their labels."""
     picks = np.random.default_rng(0).choice(len(layout.train), size=min(count, len(layout.train)), replace=False)
     samples = [layout.train[i] for i in picks]
-    size = predictor.image_size
+    augment = train_augment(predictor.image_size, options)
     images, _ = decode_all(
-        [path for path, _ in samples], train_source_size(size), interpolation=predictor.interpolation, progress=False
+        [path for path, _ in samples], augment.source_size, interpolation=predictor.interpolation, progress=False
     )
-    augmented = BatchTrainAugment(size)(images, generator=torch.Generator().manual_seed(0))
+    augmented = augment(images, generator=torch.Generator().manual_seed(0))
     return to_uint8_images(augmented), [predictor.labels[target] for _, target in samples]
 
 
@@ -151,10 +154,9 @@ def evaluate(predictor: Predictor, samples: Sequence[tuple[str, int]]) -> tuple[
     return [paths[i] for i in ok], targets, probs.reshape(len(ok), len(predictor.labels))
 
 
-def checkpoint_layout(checkpoint: Path, data_dir: Path) -> Layout:
-    """The layout of ``data_dir`` split as the checkpoint's fit split it (its data options), so that the report's
-    test photos are ``test``'s, never training photos."""
-    saved = check_checkpoint(checkpoint).get("datamodule_hyper_parameters") or {}
+def checkpoint_layout(saved: dict, data_dir: Path) -> Layout:
+    """The layout of ``data_dir`` split as the checkpoint's fit split it (its ``saved`` data options), so that the
+    report's test photos are ``test``'s, never training photos."""
     split = {key: saved[key] for key in ("val_split", "test_split", "seed") if key in saved}
     return read_layout(data_dir, is_image_file, **split)
 
@@ -170,7 +172,8 @@ def report(target: Path, out: Path | None = None, data_dir: Path | None = None, 
     out.mkdir(parents=True, exist_ok=True)
     predictor = Predictor.from_checkpoint(checkpoint)
     labels, classes = predictor.labels, predictor.classes
-    layout = checkpoint_layout(checkpoint, data_dir)
+    saved = check_checkpoint(checkpoint).get("datamodule_hyper_parameters") or {}  # the fit's data options
+    layout = checkpoint_layout(saved, data_dir)
     source = layout.sources["test"]
     sections = [f"# Report: {run or checkpoint}", "", f"Checkpoint `{checkpoint}`, test photos: `{data_dir}` {source}.",
                 f"{layout.describe()}.", ""]  # fmt: skip
@@ -214,7 +217,7 @@ def report(target: Path, out: Path | None = None, data_dir: Path | None = None, 
         for path, p, pred, true in rows:
             sections.append(f"| {path} | {labels[true]} | {labels[pred]} | {float(p[pred]):.3f} |")
         sections.append("")
-    save_png(captioned_grid(*augmented_batch(layout, predictor)), out / "augmented_batch.png")
+    save_png(captioned_grid(*augmented_batch(layout, predictor, saved)), out / "augmented_batch.png")
     sections += ["## Augmented training images", "", "![augmented batch](augmented_batch.png)", ""]
     page = out / "index.md"
     page.write_text("\n".join(sections))

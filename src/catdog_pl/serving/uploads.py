@@ -31,7 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from catdog_pl.core.errors import ImageError, ImageFormatError, TooManyPixelsError
-from catdog_pl.data.images import prepare_image, read_image
+from catdog_pl.data.images import decode_size, prepare_image, read_image
 from catdog_pl.inference.card import ModelCard
 
 #: Content types taken as the image's bytes themselves.
@@ -145,13 +145,14 @@ def check_length(request: Request, max_bytes: int) -> None:
         raise over_limit(f"{int(declared):,}", max_bytes)
 
 
-def decoded_pixels(upload: Upload, min_size: int, max_pixels: int, formats: tuple[str, ...]) -> int:
+def decoded_pixels(upload: Upload, min_size: int | None, max_pixels: int, formats: tuple[str, ...]) -> int:
     """The pixels decoding ``upload`` will produce, from its header (a JPEG is decoded at the smallest DCT scale
-    that covers ``min_size``), or the :class:`ImageError` that decoding would raise for its format or size."""
+    that covers ``min_size``; whole with ``None``), or the :class:`ImageError` that decoding would raise for its
+    format or size."""
 
     def pixels(img: Image.Image) -> int:
         scale = 1
-        if img.format == "JPEG":
+        if img.format == "JPEG" and min_size:
             scale = max(s for s in (1, 2, 4, 8) if s == 1 or min(img.width, img.height) // s >= min_size)
         return -(-img.width // scale) * -(-img.height // scale)
 
@@ -205,7 +206,8 @@ async def read_upload(request: Request) -> DecodedUpload:
         try:
             # The header first (format, pixel limit, what the decode will hold), then a slot to decode in: a large
             # image also takes the process's one large slot, so that the other slots stay for photos.
-            pixels = await run_in_threadpool(decoded_pixels, upload, card.image_size, rules.max_pixels, rules.formats)
+            min_size = decode_size(card.image_size, card.interpolation)
+            pixels = await run_in_threadpool(decoded_pixels, upload, min_size, rules.max_pixels, rules.formats)
             large = rules.large_decode if pixels > LARGE_DECODE_PIXELS else contextlib.nullcontext()
             async with large, rules.decodes:
                 image = await run_in_threadpool(
