@@ -23,7 +23,9 @@ TINY = "test_efficientnet"  # timm's test model: 0.36 M parameters, 160 px by de
 
 
 def timm_fit(data, *extra: str):
-    args = ["--config", CONFIG, "--model.backbone", TINY, "--model.image_size", "48", "--data.data_dir", data]
+    # cnn.yaml's nearest-neighbour loading is the Keras network's; null lets the timm backbone's own filter apply.
+    args = ["--config", CONFIG, "--model.backbone", TINY, "--model.image_size", "48", "--model.interpolation", "null",
+            "--data.data_dir", data]  # fmt: skip
     return run("fit", *args, "--data.batch_size", "8", "--trainer.max_epochs", "2", "--trainer.precision", "32-true",
                *extra)  # fmt: skip
 

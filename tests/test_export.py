@@ -56,7 +56,8 @@ def test_metadata_holds_classes_threshold_and_recipe(exported):
     assert json.loads(props["class_names"]) == ["cats", "dogs"]
     assert float(props["threshold"]) == 0.5 and props["image_size"] == "64"
     recipe = json.loads(props["resize"])
-    assert recipe["resample"] == "bilinear" and "draft" in recipe and "exif" in recipe and "no crop" in recipe["squash"]
+    assert recipe["resample"] == "nearest" and "exif" in recipe and "no crop" in recipe["squash"]  # Keras's load_img
+    assert recipe["draft"].startswith("none: every pixel decoded")  # a JPEG draft would blur nearest's aliasing
     assert props["catdog_pl_version"] and props["backbone"] == "keras_cnn"
     assert "test_acc" not in props  # this checkpoint saved no metrics
 
@@ -90,7 +91,8 @@ def test_onnx_on_files_agrees_with_predict(exported):
     path, checkpoint, data = exported
     files = expand_inputs(data / "test_set")
     runner = OnnxRunner(path)
-    got = runner(np.stack([prepare_image(f, runner.card.image_size) for f in files]))[:, 1]
+    card = runner.card
+    got = runner(np.stack([prepare_image(f, card.image_size, card.interpolation) for f in files]))[:, 1]
     expected = [
         row.probabilities["dog"] for row in Predictor.from_checkpoint(checkpoint, bf16=False).predict_many(files)
     ]
@@ -116,7 +118,8 @@ def test_the_readme_onnx_example_runs_in_a_fresh_process(exported, tmp_path):
     assert result.returncode == 0, result.stderr
     label, p = result.stdout.split()[:2]
     runner = OnnxRunner(path)
-    expected = runner.card.answer(runner(prepare_image(photo, 64)[None])[0])
+    card = runner.card  # configs/cnn.yaml: 64 px, nearest neighbour as Keras loads photos
+    expected = card.answer(runner(prepare_image(photo, card.image_size, card.interpolation)[None])[0])
     assert label == expected["label"] and float(p) == pytest.approx(expected["probabilities"][label], abs=1e-6)
 
 
