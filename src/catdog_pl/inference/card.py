@@ -15,7 +15,6 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from catdog_pl import __version__
 from catdog_pl.core.csvfile import write_text_atomic
@@ -23,9 +22,6 @@ from catdog_pl.core.labels import Classes, decide_one
 
 #: ``serve`` answers every class's probability up to this many classes, else the most probable ones.
 MAX_ANSWER_CLASSES = 20
-
-if TYPE_CHECKING:
-    from catdog_pl.inference.predictor import Predictor
 
 
 @dataclass(frozen=True)
@@ -46,27 +42,6 @@ class ModelCard:
     version: str = __version__
     #: The last ``test`` of the checkpoint: ``{"acc", "low95", "high95", "n", "data"}`` (:func:`read_test_record`).
     test: dict | None = None
-
-    @classmethod
-    def of(cls, predictor: Predictor, metrics: dict[str, float] | None = None, test: dict | None = None) -> ModelCard:
-        """The card of a predictor; ``metrics`` are the checkpoint's (its last validation), ``test`` its
-        :func:`read_test_record`, whose accuracy wins over any the checkpoint saved."""
-        metrics = metrics or {}
-        classes = predictor.classes
-        return cls(
-            class_names=classes.names,
-            threshold=float(classes.threshold),
-            image_size=int(predictor.image_size),
-            display_labels=classes.labels,
-            task="binary" if classes.binary else "multiclass",
-            interpolation=str(predictor.interpolation),
-            mean=tuple(float(v) for v in predictor.mean),
-            std=tuple(float(v) for v in predictor.std),
-            backbone=str(predictor.hparams.get("backbone", "keras_cnn")),
-            test_acc=test["acc"] if test else metrics.get("test/acc"),
-            val_acc=metrics.get("val/acc"),
-            test=test,
-        )
 
     @property
     def classes(self) -> Classes:

@@ -23,7 +23,29 @@ def load_predictor(ckpt_path: str | os.PathLike) -> tuple[Predictor, ModelCard]:
     """The one place where export and serve reach the Python predictor of a checkpoint's PyTorch module (on the CPU,
     with its default precision), with the card of its checkpoint."""
     predictor = Predictor.from_checkpoint(ckpt_path, device="cpu", runtime="pytorch")
-    return predictor, ModelCard.of(predictor, checkpoint_metrics(ckpt_path), read_test_record(ckpt_path))
+    return predictor, card_of(predictor, checkpoint_metrics(ckpt_path), read_test_record(ckpt_path))
+
+
+def card_of(predictor: Predictor, metrics: dict[str, float] | None = None, test: dict | None = None) -> ModelCard:
+    """The card of a predictor; ``metrics`` are the checkpoint's (its last validation), ``test`` its
+    :func:`~catdog_pl.inference.card.read_test_record`, whose accuracy wins over any the checkpoint saved. Here
+    rather than on :class:`ModelCard`, which the torch-free ONNX path imports without the predictor."""
+    metrics = metrics or {}
+    classes = predictor.classes
+    return ModelCard(
+        class_names=classes.names,
+        threshold=float(classes.threshold),
+        image_size=int(predictor.image_size),
+        display_labels=classes.labels,
+        task="binary" if classes.binary else "multiclass",
+        interpolation=str(predictor.interpolation),
+        mean=tuple(float(v) for v in predictor.mean),
+        std=tuple(float(v) for v in predictor.std),
+        backbone=str(predictor.hparams.get("backbone", "keras_cnn")),
+        test_acc=test["acc"] if test else metrics.get("test/acc"),
+        val_acc=metrics.get("val/acc"),
+        test=test,
+    )
 
 
 def checkpoint_metrics(ckpt_path: str | os.PathLike) -> dict[str, float]:
