@@ -90,6 +90,7 @@ def test_learns_bright_dogs_from_dark_cats(tiny_data, tmp_path, monkeypatch):
     result = cli.trainer.test(cli.model, datamodule=cli.datamodule, verbose=False)[0]
     assert result["test/acc"] >= 0.95
     assert torch.equal(before, cli.model.net.conv1.weight)  # test does not train
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["data"]  # no logger, no run folder: nothing written
 
 
 def test_layout_error_exits_with_one_line(tmp_path, monkeypatch, capsys):

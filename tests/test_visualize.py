@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from catdog_pl.cli import main
-from catdog_pl.reporting.report import report
+from catdog_pl.reporting.report import event_rows, read_epochs, report
 
 from .helpers import CONFIG, QUIET, make_dataset, write_image
 
@@ -46,6 +47,33 @@ def test_curves_per_epoch(run):
     for tag in ("train/acc", "val/acc", "val/auroc", "val/f1", "test/acc"):
         assert all(0.0 <= event.value <= 1.0 for event in events.Scalars(tag))
     assert [round(e.value, 6) for e in events.Scalars("lr-Adam")] == [0.001] * 3
+
+
+def test_metrics_csv_holds_what_tensorboard_holds(run):
+    run_dir, _, events = run
+    assert sorted(path.parent.name for path in run_dir.glob("*/metrics.csv")) == ["metrics"]  # the fit's only
+    from_csv = read_epochs(run_dir)
+    assert [epoch for epoch, _ in from_csv["val/acc"]] == [0, 1, 2]
+    assert [value for _, value in from_csv["val/acc"]] == pytest.approx([e.value for e in events.Scalars("val/acc")])
+    assert [value for _, value in from_csv["lr-Adam"]] == pytest.approx([0.001] * 3)
+    (run_dir / "metrics").rename(run_dir / "moved")  # a run of 0.2, without metrics.csv: from the event files
+    try:
+        assert event_rows(run_dir) and read_epochs(run_dir)["val/acc"] == pytest.approx(from_csv["val/acc"])
+    finally:
+        (run_dir / "moved").rename(run_dir / "metrics")
+
+
+def test_a_resumed_fit_keeps_the_first_fits_figures(run, tmp_path):
+    run_dir, data, _ = run
+    root = tmp_path / "copy"
+    shutil.copytree(run_dir, root / "lightning_logs" / "version_0")
+    copied = root / "lightning_logs" / "version_0"
+    last = str(copied / "checkpoints" / "last.ckpt")
+    main(["fit", "--config", str(CONFIG), "--data.data_dir", str(data), "--trainer.logger.init_args.save_dir",
+          str(root), "--trainer.max_epochs", "4", "--ckpt_path", last, *QUIET])  # fmt: skip
+    assert sorted(path.parent.name for path in copied.glob("*/metrics.csv")) == ["metrics", "metrics.1"]
+    before, after = read_epochs(run_dir)["val/acc"], read_epochs(copied)["val/acc"]
+    assert [epoch for epoch, _ in after] == [0, 1, 2, 3] and after[:3] == before
 
 
 def test_hyperparameters_with_final_metrics(run):

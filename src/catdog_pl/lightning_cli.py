@@ -6,11 +6,13 @@ from __future__ import annotations
 import inspect
 import json
 import os
+from itertools import chain, count
 from pathlib import Path
 
 from jsonargparse import Namespace
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from catdog_pl.compat.lightning import CheckpointBeforeLightning
 from catdog_pl.core.csvfile import write_text_atomic
@@ -129,6 +131,8 @@ class CatDogCLI(CheckpointBeforeLightning, LightningCLI):
         trainer = super().instantiate_trainer(**kwargs)
         use_atomic_checkpoint_io(trainer.strategy)  # a save killed midway leaves the previous checkpoint in place
         trainer.callbacks.append(PeerWatchdog())  # under DDP, a dead process stops the others with a message
+        if self.subcommand == "fit":
+            add_metrics_csv(trainer)
         return trainer
 
     def after_test(self) -> None:
@@ -213,6 +217,24 @@ def continue_run_folder(trainer: Namespace, ckpt_path: str) -> None:
         return
     if run_dir.parent == (Path(args.get("save_dir") or ".") / (args.get("name") or "")).resolve():
         args.version = run_dir.name
+
+
+def add_metrics_csv(trainer: Trainer) -> None:
+    """A fit logging to TensorBoard also writes its figures as a table, ``metrics/metrics.csv`` in the run folder
+    (Lightning's ``CSVLogger``), for ``report`` and for anyone who would rather open a spreadsheet.
+
+    Only where TensorBoard is the first logger and no ``CSVLogger`` is configured. The CSV gets a sub-folder of its
+    own: a ``CSVLogger`` given the run folder itself would pick a ``version_N`` of its own, and one reopening a folder
+    deletes the ``metrics.csv`` there, so a resumed fit, which continues the run folder, writes ``metrics.1/`` beside
+    the first fit's ``metrics/`` and ``report`` reads them in order.
+    """
+    loggers = trainer.loggers
+    if not loggers or not isinstance(loggers[0], TensorBoardLogger) or any(isinstance(x, CSVLogger) for x in loggers):
+        return
+    run = Path(loggers[0].log_dir)
+    names = chain(["metrics"], (f"metrics.{i}" for i in count(1)))
+    version = next(name for name in names if not (run / name).exists())
+    trainer.loggers = [*loggers, CSVLogger(run, name="", version=version)]
 
 
 def run_lightning_cli(args: ArgsType, description: str) -> CatDogCLI:

@@ -220,7 +220,8 @@ class CatDogDataModule(LightningDataModule):
     def setup(self, stage: str) -> None:
         hp = self.hparams
         # trainer.log_dir is a collective under DDP: asked once here, where every process comes, and kept.
-        self._log_dir = self.trainer.log_dir if self.trainer is not None else None
+        # Lightning's log_dir without a logger is the working folder: no run folder then, and no reports.
+        self._log_dir = self.trainer.log_dir if self.trainer is not None and self.trainer.logger is not None else None
         if stage == "predict":
             if not hp.predict_path:
                 raise InputError("predict needs images: pass --data.predict_path <file | folder | glob>")

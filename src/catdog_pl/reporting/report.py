@@ -3,7 +3,7 @@
     python -m catdog_pl report lightning_logs/version_0             # data_dir from the run's config.yaml
     python -m catdog_pl report path/to/last.ckpt --data_dir dataset --out reports/mine
 
-Writes ``curves.png`` (loss, accuracy, AUROC, F1 and learning rate per epoch, from the run's event files),
+Writes ``curves.png`` (loss, accuracy, AUROC, F1 and learning rate per epoch, from the run's ``metrics.csv``),
 ``confusion_matrix.png`` (C x C, counts and row shares), ``reliability.png`` (calibration, with the expected
 calibration error), ``worst_mistakes.png`` (the test photos the checkpoint gets most wrong, with true label,
 predicted label and probability), ``augmented_batch.png`` (what the training augmentation does), ``metrics.json``
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import csv
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -60,30 +61,41 @@ def find_run(target: Path) -> tuple[Path | None, Path]:
     raise InputError(f"{target}: no such run folder or checkpoint")
 
 
-def read_scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
-    """Every scalar of a run's event files: tag -> [(step, value)], the last value of each step kept."""
+def read_epochs(run: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every figure a run logged, per epoch: tag -> [(epoch, value)], the last value of each epoch kept.
+
+    From the fits' ``metrics*/metrics.csv`` (Lightning's ``CSVLogger``), in order, so that a resumed fit's epochs
+    replace those it ran again; from the TensorBoard event files for runs without one (those of catdog_pl 0.2).
+    """
+    files = sorted(run.glob("metrics*/metrics.csv"), key=lambda path: (len(path.parent.name), path.parent.name))
+    tables = [list(csv.DictReader(path.read_text().splitlines())) for path in files] or [event_rows(run)]
+    series: dict[str, dict[int, float]] = {}
+    for rows in tables:
+        marks = sorted((int(row["step"]), int(float(row["epoch"]))) for row in rows if row.get("epoch"))
+        for row in rows:
+            epoch = row.get("epoch")
+            if not epoch:  # LearningRateMonitor logs without an epoch: that of the next row with one
+                at = bisect.bisect_left(marks, (int(row["step"]), -1))
+                if at == len(marks):
+                    continue
+                epoch = marks[at][1]
+            for tag, value in row.items():
+                if tag not in ("epoch", "step") and value:
+                    series.setdefault(tag, {})[int(float(epoch))] = float(value)
+    return {tag: sorted(values.items()) for tag, values in series.items()}
+
+
+def event_rows(run: Path) -> list[dict[str, str]]:
+    """A run's TensorBoard scalars as ``metrics.csv`` rows: one per (step, tag), ``epoch`` as its own tag."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    scalars: dict[str, dict[int, float]] = {}
+    rows = []
     for events in sorted({path.parent for path in run.glob("events.out.tfevents.*")}):
         accumulator = EventAccumulator(str(events), size_guidance={"scalars": 0})
         accumulator.Reload()
         for tag in accumulator.Tags()["scalars"]:
-            for event in accumulator.Scalars(tag):
-                scalars.setdefault(tag, {})[event.step] = event.value
-    return {tag: sorted(values.items()) for tag, values in scalars.items()}
-
-
-def epoch_series(scalars: dict, tag: str) -> tuple[list[int], list[float]]:
-    """A tag's values against their epoch: Lightning logs ``epoch`` at each epoch's last step, so a value logged
-    at step ``s`` belongs to the epoch of the first such step at or after ``s``."""
-    marks = scalars.get("epoch", [])
-    steps = [step for step, _ in marks]
-    points = []
-    for step, value in scalars.get(tag, []):
-        at = bisect.bisect_left(steps, step)
-        points.append((int(marks[at][1]) if at < len(marks) else int(marks[-1][1]) + 1 if marks else step, value))
-    return [p[0] for p in points], [p[1] for p in points]
+            rows += [{"step": str(event.step), tag: str(event.value)} for event in accumulator.Scalars(tag)]
+    return rows
 
 
 def plot_curves(scalars: dict, output: Path) -> Path | None:
@@ -98,15 +110,13 @@ def plot_curves(scalars: dict, output: Path) -> Path | None:
     axes = np.atleast_1d(fig.subplots(1, columns))
     for ax, (key, title) in zip(axes, panels, strict=False):
         for stage, style in (("train", "-o"), ("val", "-s")):
-            epochs, values = epoch_series(scalars, f"{stage}/{key}")
-            if values:
-                ax.plot(epochs, values, style, markersize=3, label=stage)
+            if points := scalars.get(f"{stage}/{key}"):
+                ax.plot(*zip(*points, strict=True), style, markersize=3, label=stage)
         ax.set(title=title, xlabel="epoch", ylabel=title)
         ax.grid(alpha=0.3)
         ax.legend()
     if lr_tags:
-        epochs, values = epoch_series(scalars, lr_tags[0])
-        axes[-1].plot(epochs, values, "-o", markersize=3)
+        axes[-1].plot(*zip(*scalars[lr_tags[0]], strict=True), "-o", markersize=3)
         axes[-1].set(title="learning rate", xlabel="epoch", ylabel="learning rate")
         axes[-1].grid(alpha=0.3)
     fig.tight_layout()
@@ -178,12 +188,12 @@ def report(target: Path, out: Path | None = None, data_dir: Path | None = None, 
     sections = [f"# Report: {run or checkpoint}", "", f"Checkpoint `{checkpoint}`, test photos: `{data_dir}` {source}.",
                 f"{layout.describe()}.", ""]  # fmt: skip
 
-    scalars = read_scalars(run) if run is not None else {}
+    scalars = read_epochs(run) if run is not None else {}
     if scalars:
         sections += ["## Last epoch", "", "| metric | train | val |", "| --- | --- | --- |"]
         for key, title in CURVES:
-            values = [epoch_series(scalars, f"{stage}/{key}")[1] for stage in ("train", "val")]
-            sections.append(f"| {title} | " + " | ".join(f"{v[-1]:.3f}" if v else "" for v in values) + " |")
+            values = [scalars.get(f"{stage}/{key}") for stage in ("train", "val")]
+            sections.append(f"| {title} | " + " | ".join(f"{v[-1][1]:.3f}" if v else "" for v in values) + " |")
         if plot_curves(scalars, out / "curves.png"):
             sections += ["", "![training curves](curves.png)", ""]
 
