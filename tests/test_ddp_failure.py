@@ -64,8 +64,9 @@ def epoch_of(path: Path) -> int | None:
 
 @pytest.mark.parametrize(
     "victim",
-    # Lightning's own observer already ends the run when a child dies: that case runs with the slow tests.
-    [pytest.param(1, marks=pytest.mark.slow), 0],
+    # Both run with the slow tests (1-2 minutes each on 2 cores): Lightning's own observer already ends the run when
+    # a child dies, and the watchdog's side of rank 0's death is tested fast by the orphan test below.
+    [pytest.param(1, marks=pytest.mark.slow), pytest.param(0, marks=pytest.mark.slow)],
     ids=["kill-rank-1-child", "kill-rank-0-main"],
 )
 def test_a_killed_rank_stops_the_run_with_a_message_and_it_resumes(tiny_data, tmp_path, victim):
