@@ -63,6 +63,6 @@ part compile 90 python benchmarks/performance.py --data_dir "$DATA" --sections s
 grep '^|' "$LOGS/compile.log" 2>/dev/null
 part models 150 python benchmarks/models.py --data_dir "$DATA"
 grep '^|\|skipped' "$LOGS/models.log" 2>/dev/null | tail -n 8
-part tests_slow 300 python -m pytest -m slow -q -p no:cacheprovider
+part tests_slow 300 python -m pytest -m slow -n 0 -q -p no:cacheprovider
 tail -n 5 "$LOGS/tests_slow.log" 2>/dev/null
 cp benchmarks/results/*.csv "$LOGS/" 2>/dev/null

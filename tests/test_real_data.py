@@ -1,4 +1,4 @@
-"""Long runs on the real photos of ../shared/data/cats_vs_dogs: `python -m pytest -m slow` (a few minutes)."""
+"""Long runs on the real photos of ../shared/data/cats_vs_dogs: `python -m pytest -m slow -n 0` (a few minutes)."""
 
 from __future__ import annotations
 

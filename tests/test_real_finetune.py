@@ -1,5 +1,5 @@
 """configs/finetune.yaml on the real photos (cats and dogs; the 10 clothing classes), from the real ImageNet weights
-file: `python -m pytest -m slow`."""
+file: `python -m pytest -m slow -n 0`."""
 
 from __future__ import annotations
 

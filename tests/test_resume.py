@@ -9,6 +9,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from catdog_pl.cli import main
+from catdog_pl.reporting.report import read_epochs
 
 from .helpers import CONFIG, kill_after_epoch
 
@@ -33,6 +34,8 @@ def test_killed_fit_resumes_and_logs_on(tiny_data, tmp_path, monkeypatch):
     accumulator.Reload()
     logged_epochs = sorted({int(event.value) for event in accumulator.Scalars("epoch")})
     assert logged_epochs == list(range(epochs))  # one curve, before and after the kill
+    assert sorted(path.parent.name for path in run_dir.glob("*/metrics.csv")) == ["metrics", "metrics.1"]
+    assert [epoch for epoch, _ in read_epochs(run_dir)["val/acc"]] == list(range(epochs))  # the CSVs agree
 
 
 @pytest.mark.parametrize("version", ["7"])

@@ -58,9 +58,27 @@ def test_metrics_csv_holds_what_tensorboard_holds(run):
     assert [value for _, value in from_csv["lr-Adam"]] == pytest.approx([0.001] * 3)
     (run_dir / "metrics").rename(run_dir / "moved")  # a run of 0.2, without metrics.csv: from the event files
     try:
-        assert event_rows(run_dir) and read_epochs(run_dir)["val/acc"] == pytest.approx(from_csv["val/acc"])
+        from_events = read_epochs(run_dir)["val/acc"]
     finally:
         (run_dir / "moved").rename(run_dir / "metrics")
+    assert event_rows(run_dir) and [epoch for epoch, _ in from_events] == [0, 1, 2]
+    assert [value for _, value in from_events] == pytest.approx([value for _, value in from_csv["val/acc"]])
+
+
+def write_metrics(folder, rows):
+    folder.mkdir(parents=True)
+    lines = ["epoch,lr-Adam,step,val/acc"] + [f"{epoch},{lr},{step},{acc}" for epoch, lr, step, acc in rows]
+    (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_a_fit_resumed_from_an_earlier_checkpoint_replaces_the_epochs_it_ran_again(tmp_path):
+    # epochs 0-4, then a fit resumed from epoch 1's checkpoint that ran epochs 2-3: epoch 4 was abandoned
+    write_metrics(tmp_path / "metrics", [(e, "", 10 * e + 9, e / 10) for e in range(5)] + [("", 0.1, 0, "")])
+    write_metrics(tmp_path / "metrics.1", [("", 0.05, 20, ""), (2, "", 29, 0.9), ("", 0.05, 30, ""), (3, "", 39, 0.8)])
+    write_metrics(tmp_path / "metrics-old", [(9, "", 99, 0.5)])  # not one of the run's: ignored
+    epochs = read_epochs(tmp_path)
+    assert epochs["val/acc"] == [(0, 0.0), (1, 0.1), (2, 0.9), (3, 0.8)]
+    assert epochs["lr-Adam"] == [(0, 0.1), (2, 0.05), (3, 0.05)]  # each learning rate on the epoch it began
 
 
 def test_a_resumed_fit_keeps_the_first_fits_figures(run, tmp_path):

@@ -220,16 +220,18 @@ def continue_run_folder(trainer: Namespace, ckpt_path: str) -> None:
 
 
 def add_metrics_csv(trainer: Trainer) -> None:
-    """A fit logging to TensorBoard also writes its figures as a table, ``metrics/metrics.csv`` in the run folder
-    (Lightning's ``CSVLogger``), for ``report`` and for anyone who would rather open a spreadsheet.
+    """A fit logging to TensorBoard also writes its figures per epoch as a table, ``metrics/metrics.csv`` in the run
+    folder (Lightning's ``CSVLogger``), for ``report`` and for anyone who would rather open a spreadsheet.
 
-    Only where TensorBoard is the first logger and no ``CSVLogger`` is configured. The CSV gets a sub-folder of its
-    own: a ``CSVLogger`` given the run folder itself would pick a ``version_N`` of its own, and one reopening a folder
-    deletes the ``metrics.csv`` there, so a resumed fit, which continues the run folder, writes ``metrics.1/`` beside
-    the first fit's ``metrics/`` and ``report`` reads them in order.
+    Only where TensorBoard is the first logger, on a local disk, and no ``CSVLogger`` is configured. The CSV gets a
+    sub-folder of its own: a ``CSVLogger`` given the run folder itself would pick a ``version_N`` of its own, and one
+    reopening a folder deletes the ``metrics.csv`` there, so a resumed fit, which continues the run folder, writes
+    ``metrics.1/`` beside the first fit's ``metrics/`` and ``report`` reads them in order.
     """
     loggers = trainer.loggers
     if not loggers or not isinstance(loggers[0], TensorBoardLogger) or any(isinstance(x, CSVLogger) for x in loggers):
+        return
+    if "://" in loggers[0].log_dir:  # a remote run folder (s3://...): TensorBoard alone
         return
     run = Path(loggers[0].log_dir)
     names = chain(["metrics"], (f"metrics.{i}" for i in count(1)))

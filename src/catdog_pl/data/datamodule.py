@@ -204,8 +204,8 @@ class CatDogDataModule(LightningDataModule):
                 f"{self.hparams.max_bad_fraction:g}; the data looks wrong (first: {next(e for e in errors if e)})"
             )
         if bad:
-            rank_zero_warn(f"{folder.root}: set aside {bad} unreadable file(s) of {len(paths)}; listed in "
-                           f"{self.report_path or 'the run folder'}")  # fmt: skip
+            where = f"listed in {self.report_path}" if self.report_path else f"first: {next(e for e in errors if e)}"
+            rank_zero_warn(f"{folder.root}: set aside {bad} unreadable file(s) of {len(paths)}; {where}")
             folder.keep(good)
             images = images[good] if images is not None else None
         return images

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import csv
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -42,6 +43,8 @@ from catdog_pl.evaluation.pictures import (
 from catdog_pl.inference.checkpoints import check_checkpoint
 from catdog_pl.inference.predictor import Predictor
 
+#: The folders of a run's ``metrics.csv`` files: ``metrics/`` from its first fit, ``metrics.N/`` from resumed ones.
+CSV_FOLDER = re.compile(r"metrics(?:\.(\d+))?")
 CURVES = (("loss", "loss"), ("acc", "accuracy"), ("auroc", "AUROC"), ("f1", "F1"))
 
 
@@ -64,25 +67,43 @@ def find_run(target: Path) -> tuple[Path | None, Path]:
 def read_epochs(run: Path) -> dict[str, list[tuple[int, float]]]:
     """Every figure a run logged, per epoch: tag -> [(epoch, value)], the last value of each epoch kept.
 
-    From the fits' ``metrics*/metrics.csv`` (Lightning's ``CSVLogger``), in order, so that a resumed fit's epochs
-    replace those it ran again; from the TensorBoard event files for runs without one (those of catdog_pl 0.2).
+    From the fits' ``metrics/metrics.csv``, ``metrics.1/metrics.csv``, ... (Lightning's ``CSVLogger``; a resumed fit
+    writes the next), in order: each fit's epochs replace those from its first epoch on, which it ran again. From the
+    TensorBoard event files for the epochs before the first CSV's (runs begun by catdog_pl 0.2, which wrote none).
     """
-    files = sorted(run.glob("metrics*/metrics.csv"), key=lambda path: (len(path.parent.name), path.parent.name))
-    tables = [list(csv.DictReader(path.read_text().splitlines())) for path in files] or [event_rows(run)]
+    found = {folder: CSV_FOLDER.fullmatch(folder.name) for folder in run.iterdir()} if run.is_dir() else {}
+    folders = sorted((int(match[1] or 0), folder) for folder, match in found.items() if match)
+    tables = [epoch_rows(list(csv.DictReader((folder / "metrics.csv").read_text().splitlines())))
+              for _, folder in folders if (folder / "metrics.csv").is_file()]  # fmt: skip
+    tables = [table for table in tables if table]
+    if not tables or min(epoch for _, epoch, _ in tables[0]) > 0:
+        tables.insert(0, epoch_rows(event_rows(run)))
     series: dict[str, dict[int, float]] = {}
-    for rows in tables:
-        marks = sorted((int(row["step"]), int(float(row["epoch"]))) for row in rows if row.get("epoch"))
-        for row in rows:
-            epoch = row.get("epoch")
-            if not epoch:  # LearningRateMonitor logs without an epoch: that of the next row with one
-                at = bisect.bisect_left(marks, (int(row["step"]), -1))
-                if at == len(marks):
-                    continue
-                epoch = marks[at][1]
-            for tag, value in row.items():
-                if tag not in ("epoch", "step") and value:
-                    series.setdefault(tag, {})[int(float(epoch))] = float(value)
-    return {tag: sorted(values.items()) for tag, values in series.items()}
+    for table in tables:
+        first = min(epoch for _, epoch, _ in table) if table else 0
+        for values in series.values():
+            for epoch in [epoch for epoch in values if epoch >= first]:
+                del values[epoch]
+        for tag, epoch, value in table:
+            series.setdefault(tag, {})[epoch] = value
+    return {tag: sorted(values.items()) for tag, values in series.items() if values}
+
+
+def epoch_rows(rows: list[dict[str, str]]) -> list[tuple[str, int, float]]:
+    """``metrics.csv`` rows as (tag, epoch, value); a row without an epoch (LearningRateMonitor logs none) takes that
+    of the next row with one, its epoch's end."""
+    marks = sorted((int(row["step"]), int(float(row["epoch"]))) for row in rows if row.get("epoch"))
+    points = []
+    for row in rows:
+        epoch = row.get("epoch")
+        if not epoch:
+            at = bisect.bisect_left(marks, (int(row["step"]), -1))
+            if at == len(marks):
+                continue
+            epoch = marks[at][1]
+        points += [(tag, int(float(epoch)), float(value)) for tag, value in row.items()
+                   if tag not in ("epoch", "step") and value]  # fmt: skip
+    return points
 
 
 def event_rows(run: Path) -> list[dict[str, str]]:
