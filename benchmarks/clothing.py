@@ -1,7 +1,7 @@
 """A multi-class data set, end to end: fine-tuning on ../shared/data/clothing (10 classes, imbalanced, train/ +
 validation/ + test/), with and without class balancing, each fit's cost and its test figures.
 
-    python benchmarks/clothing.py        # configs/finetune.yaml: plain, data.balance, model.balance
+    python benchmarks/clothing.py        # configs/finetune.yaml: plain, data.balanced_sampling, model.balance
     python benchmarks/clothing.py --variants plain --config configs/cnn.yaml
 
 For each variant: ``python -m catdog_pl fit --config <config> --data.data_dir <clothing> [variant options]`` in a
@@ -26,7 +26,10 @@ from common import ROOT, Results, fit_command, last_checkpoint, run_process  # n
 CLOTHING = ROOT.parent / "shared" / "data" / "clothing"
 VARIANTS = {
     "plain": [],
-    "data.balance": ["--data.balance", "true"],  # each class equally likely in a batch (weighted sampler)
+    "data.balanced_sampling": [
+        "--data.balanced_sampling",
+        "true",
+    ],  # each class equally likely in a batch (weighted sampler)
     "model.balance": ["--model.balance", "true"],  # each photo's loss weighted by its class's rarity
 }
 

@@ -64,7 +64,9 @@ class CatDogDataModule(LightningDataModule):
             0 (the default) tests on the validation photos, which are held out too. A checkpoint's ``test`` and
             ``validate`` repeat the split it was trained with (see the command line).
         seed: seed of the held-out splits.
-        balance: draw training batches with each class equally likely (a weighted sampler), for imbalanced data.
+        balanced_sampling: draw training batches with each class equally likely (a weighted sampler), for
+            imbalanced data (not ``balance``, the model's class-weighted loss: Lightning logs the two hparams
+            together and refuses one name with two values).
         augment: ``keras``: Keras's own augmentation (``zx``, ``zy``, shear and flip as one affine map, edges
             repeated on a zoom-out; ``configs/cnn.yaml``), or ``crop``: crops inside the photo (the default).
             :mod:`~catdog_pl.data.transforms` says how each Keras setting maps.
@@ -96,7 +98,7 @@ class CatDogDataModule(LightningDataModule):
         val_split: float | None = None,
         test_split: float = 0.0,
         seed: int = 42,
-        balance: bool = False,
+        balanced_sampling: bool = False,
         zoom: float = DEFAULT_ZOOM,
         shear: float = DEFAULT_SHEAR,
         hflip: bool = True,
@@ -302,7 +304,7 @@ class CatDogDataModule(LightningDataModule):
         else:
             collate = None
         sampler = None
-        if train and self.hparams.balance:  # each class equally likely in every batch, drawn with replacement
+        if train and self.hparams.balanced_sampling:  # each class equally likely in every batch, drawn with replacement
             counts = torch.bincount(torch.as_tensor(self.train_targets)).float()
             weights = (1.0 / counts)[torch.as_tensor(self.train_targets)]
             generator = torch.Generator().manual_seed(self.hparams.seed)
