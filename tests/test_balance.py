@@ -40,7 +40,7 @@ def test_both_balancings_fit_with_a_logger_and_weight_the_rare_class(tmp_path):
     assert list(sampler) == list(cli.datamodule.train_dataloader().sampler)  # seeded: the same draws each time
 
 
-def test_without_balancing_the_loss_is_plain_and_batches_are_shuffled(tmp_path):
+def test_without_balancing_the_loss_is_plain_and_the_sampler_unweighted(tmp_path):
     data = imbalanced(tmp_path / "d")
     cli = run("fit", "--config", CONFIG, "--data.data_dir", data, "--trainer.max_epochs", "1", "--data.batch_size",
               "8", *NO_FILES)  # fmt: skip
