@@ -17,7 +17,7 @@ from catdog_pl.data.images import prepare_image
 from catdog_pl.data.inputs import expand_inputs
 from catdog_pl.inference.onnx import OnnxRunner
 from catdog_pl.inference.predictor import Predictor
-from catdog_pl.inference.runners import ProbabilityHead, load_predictor
+from catdog_pl.inference.runners import ProbabilityHead, load_runner
 
 from .helpers import ROOT, SHARED_DATA
 from .serving import tiny_model
@@ -75,8 +75,8 @@ def test_metadata_has_the_checkpoints_test_accuracy_when_known(exported, tmp_pat
 @pytest.mark.parametrize("batch", [3, 8])
 def test_onnxruntime_matches_pytorch(exported, batch):
     path, checkpoint, _ = exported
-    predictor, _ = load_predictor(checkpoint)
-    head = ProbabilityHead(predictor.model).float().eval()
+    runner, _ = load_runner(checkpoint)
+    head = ProbabilityHead(runner.model).float().eval()
     images = np.random.default_rng(batch).integers(0, 256, size=(batch, 64, 64, 3), dtype=np.uint8)
     with torch.inference_mode():
         expected = head(torch.from_numpy(images)).numpy()

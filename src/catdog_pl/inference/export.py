@@ -36,7 +36,7 @@ from catdog_pl.data.listing import is_image_file
 from catdog_pl.inference.checkpoints import check_checkpoint
 from catdog_pl.inference.decode import PhotoInputs, decoded_batches
 from catdog_pl.inference.onnx import OnnxRunner
-from catdog_pl.inference.runners import ModelCard, ProbabilityHead, load_predictor
+from catdog_pl.inference.runners import ModelCard, ProbabilityHead, load_runner
 
 #: The ONNX opset written: 18 is the lowest the torch.export-based exporter targets, and onnxruntime >= 1.14 runs it.
 OPSET = 18
@@ -60,8 +60,8 @@ def export_onnx(
     ``source`` (what identifies the checkpoint, for the graph cache) goes into the metadata too."""
     import onnx  # the optional [onnx] extra, with onnxscript for the exporter
 
-    predictor, card = load_predictor(ckpt_path)
-    head = ProbabilityHead(predictor.model).float().eval()
+    runner, card = load_runner(ckpt_path)
+    head = ProbabilityHead(runner.model).float().eval()
     size = card.image_size
     example = torch.randint(
         0, 256, (TRACE_BATCH, size, size, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)

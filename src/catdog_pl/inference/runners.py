@@ -1,5 +1,5 @@
 """The network of a checkpoint run with PyTorch, for :class:`~catdog_pl.inference.predictor.Predictor`, ``export``
-and ``serve``.
+and ``serve`` (which imports this module, never the other way round).
 
 The recipe is the one ``predict`` follows: :func:`~catdog_pl.data.images.load_rgb` (JPEG draft to the smallest DCT
 scale covering the input size, EXIF orientation, RGB), then :func:`~catdog_pl.data.images.squash` to ``S x S`` with the
@@ -15,33 +15,37 @@ import os
 import numpy as np
 import torch
 
+from catdog_pl.core.labels import Classes
 from catdog_pl.inference.card import ModelCard, read_test_record
-from catdog_pl.inference.predictor import Predictor
 
 
-def load_predictor(ckpt_path: str | os.PathLike) -> tuple[Predictor, ModelCard]:
-    """The one place where export and serve reach the Python predictor of a checkpoint's PyTorch module (on the CPU,
-    with its default precision), with the card of its checkpoint."""
-    predictor = Predictor.from_checkpoint(ckpt_path, device="cpu", runtime="pytorch")
-    return predictor, card_of(predictor, checkpoint_metrics(ckpt_path), read_test_record(ckpt_path))
+def load_runner(ckpt_path: str | os.PathLike) -> tuple[TorchRunner, ModelCard]:
+    """The one place where export and serve reach a checkpoint's PyTorch module: its runner on the CPU, in the
+    precision the CLI would use, with the card of its checkpoint."""
+    from catdog_pl.core.devices import bf16_is_fast
+    from catdog_pl.inference.checkpoints import load_classifier
+
+    model, hparams = load_classifier(ckpt_path)
+    runner = TorchRunner(model, "cpu", bf16_is_fast("cpu"))
+    return runner, card_of(hparams, checkpoint_metrics(ckpt_path), read_test_record(ckpt_path))
 
 
-def card_of(predictor: Predictor, metrics: dict[str, float] | None = None, test: dict | None = None) -> ModelCard:
-    """The card of a predictor; ``metrics`` are the checkpoint's (its last validation), ``test`` its
-    :func:`~catdog_pl.inference.card.read_test_record`, whose accuracy wins over any the checkpoint saved. Here
-    rather than on :class:`ModelCard`, which the torch-free ONNX path imports without the predictor."""
+def card_of(hparams: dict, metrics: dict[str, float] | None = None, test: dict | None = None) -> ModelCard:
+    """The card of a checkpoint's hyper-parameters; ``metrics`` are the checkpoint's (its last validation), ``test``
+    its :func:`~catdog_pl.inference.card.read_test_record`, whose accuracy wins over any the checkpoint saved. Here
+    rather than on :class:`ModelCard`, which the torch-free ONNX path imports."""
     metrics = metrics or {}
-    classes = predictor.classes
+    classes = Classes.of(hparams)
     return ModelCard(
         class_names=classes.names,
         threshold=float(classes.threshold),
-        image_size=int(predictor.image_size),
+        image_size=int(hparams["image_size"]),
         display_labels=classes.labels,
         task="binary" if classes.binary else "multiclass",
-        interpolation=str(predictor.interpolation),
-        mean=tuple(float(v) for v in predictor.mean),
-        std=tuple(float(v) for v in predictor.std),
-        backbone=str(predictor.hparams.get("backbone", "keras_cnn")),
+        interpolation=str(hparams["interpolation"]),
+        mean=tuple(float(v) for v in hparams["mean"]),
+        std=tuple(float(v) for v in hparams["std"]),
+        backbone=str(hparams.get("backbone", "keras_cnn")),
         test_acc=test["acc"] if test else metrics.get("test/acc"),
         val_acc=metrics.get("val/acc"),
         test=test,

@@ -150,7 +150,6 @@ def open_runner(
         else:
             runner = cached_graph_runner(ckpt_path, onnx_threads, sessions)
         return runner, runner.card
-    from catdog_pl.inference.runners import load_predictor  # torch: only for a checkpoint
+    from catdog_pl.inference.runners import load_runner  # torch: only for a checkpoint
 
-    predictor, card = load_predictor(ckpt_path)
-    return predictor.runner, card
+    return load_runner(ckpt_path)
