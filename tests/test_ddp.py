@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from catdog_pl.cli import main
 from catdog_pl.inference.predictor import Predictor
 
-from .helpers import CONFIG, DDP_CONFIG, QUIET, make_dataset, read_report, run_subprocess, write_image
+from .helpers import CONFIG, DDP_CONFIG, PROBABILITY_ATOL, QUIET, make_dataset, read_report, run_subprocess, write_image
 
 DDP = ["--config", str(DDP_CONFIG), "--trainer.accelerator", "cpu", "--trainer.devices", "2"]
 
@@ -89,7 +89,8 @@ def test_ddp_predict_writes_each_file_once_in_order(ddp_run, tmp_path):
     assert sum(bool(row["error"]) for row in rows) == 1
     single = Predictor.from_checkpoint(last).predict_many([str(f) for f in files])
     by_path = {row["path"]: float(row["p_dog"]) for row in rows if not row["error"]}
-    np.testing.assert_allclose([by_path[r.path] for r in single], [r.probabilities["dog"] for r in single], atol=1e-6)
+    got, want = [by_path[r.path] for r in single], [r.probabilities["dog"] for r in single]
+    np.testing.assert_allclose(got, want, atol=PROBABILITY_ATOL)
 
 
 def test_a_shard_of_only_unreadable_files_ends_the_epoch_on_every_process(tmp_path):

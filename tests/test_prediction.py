@@ -19,7 +19,7 @@ from catdog_pl.data.images import load_rgb
 from catdog_pl.data.inputs import expand_inputs
 from catdog_pl.inference.predictor import Predictor
 
-from .helpers import CONFIG, QUIET, make_bad_files, make_dataset, read_csv, write_image
+from .helpers import CONFIG, PROBABILITY_ATOL, QUIET, make_bad_files, make_dataset, read_csv, write_image
 
 
 def run_cli(*args: str):
@@ -91,7 +91,7 @@ def test_predict_agrees_with_test(trained, tmp_path):
             torch.sigmoid(model(dm.prepare_batch(batch, train=False)[0].to(device)).float()).cpu()
             for batch in dm.test_dataloader()
         ]
-    np.testing.assert_allclose([float(row["p_dog"]) for row in rows], torch.cat(probs).numpy(), atol=1e-6)
+    np.testing.assert_allclose([float(row["p_dog"]) for row in rows], torch.cat(probs).numpy(), atol=PROBABILITY_ATOL)
     labels = [Path(row["path"]).parent.name[:-1] for row in rows]
     csv_accuracy = np.mean([row["label"] == label for row, label in zip(rows, labels, strict=True)])
     assert csv_accuracy == pytest.approx(float(cli.trainer.callback_metrics["test/acc"]))

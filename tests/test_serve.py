@@ -19,7 +19,7 @@ from catdog_pl.inference.predictor import Predictor
 from catdog_pl.serving.layout import serve_layout
 
 from . import abuse
-from .helpers import CONFIG, QUIET, png_bomb, write_image
+from .helpers import CONFIG, PROBABILITY_ATOL, QUIET, png_bomb, write_image
 from .serving import Server, tiny_model
 
 pytest.importorskip("litserve", reason="the [serve] extra (litserve, python-multipart) is not installed")
@@ -86,7 +86,7 @@ def test_labels_equal_predicts(server, expected):
         assert answer.status_code == 200, answer.text
         body = answer.json()
         assert body["label"] == label and body["file"] == Path(path).name and body["threshold"] == 0.5
-        assert body["probabilities"]["dog"] == pytest.approx(p_dog, abs=1e-6)
+        assert body["probabilities"]["dog"] == pytest.approx(p_dog, abs=PROBABILITY_ATOL)
         assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
 
 
@@ -96,7 +96,7 @@ def test_raw_body_is_an_image_too(server, expected):
         f"{server.url}/predict", data=Path(path).read_bytes(), headers={"Content-Type": "image/jpeg"}, timeout=30
     )
     assert answer.status_code == 200 and answer.json()["label"] == label and "file" not in answer.json()
-    assert answer.json()["probabilities"]["dog"] == pytest.approx(p_dog, abs=1e-6)
+    assert answer.json()["probabilities"]["dog"] == pytest.approx(p_dog, abs=PROBABILITY_ATOL)
 
 
 def bad_requests(tmp: Path) -> dict[str, tuple[dict, int, str]]:
