@@ -133,7 +133,9 @@ def test_onnx_labels_equal_pytorch_on_every_test_photo(exported):
     card = runner.card
     got = np.concatenate(
         [
-            runner(np.stack([prepare_image(f, card.image_size) for f in files[start : start + 100]]))[:, 1]
+            runner(
+                np.stack([prepare_image(f, card.image_size, card.interpolation) for f in files[start : start + 100]])
+            )[:, 1]
             for start in range(0, len(files), 100)
         ]
     )
