@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from catdog_pl.compat.torch import cpu_has_native_bf16
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data" / "cats_vs_dogs"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -38,18 +40,10 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def native_bf16() -> bool:
-    """Whether this CPU runs bf16 natively (AVX-512 BF16 or AMX): the CLI then trains in bf16, else in fp32, and
-    the same fit can take twice as long, so CPUs of one model name with and without it are different machines."""
-    from catdog_pl.compat.torch import cpu_has_native_bf16
-
-    return cpu_has_native_bf16()
-
-
 def machine() -> str:
     """One line naming this machine: CPU model, its bf16 ability and cores, GPU if any, torch version."""
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    isa = "AVX-512 BF16" if native_bf16() else "no native bf16"
+    isa = "AVX-512 BF16" if cpu_has_native_bf16() else "no native bf16"
     return f"{cpu_name()} ({isa}), {cores()} cores, {torch.get_num_threads()} threads{gpu}, torch {torch.__version__}"
 
 
@@ -59,11 +53,12 @@ def slug(text: str, words: int = 3) -> str:
 
 
 def machine_id() -> str:
-    """A short stable id naming the results file: ``cpu-2core-amd-epyc``, ``cpu-2core-amd-epyc-bf16`` (the same
-    model with native bf16), ``gpu-nvidia-h200``."""
+    """A short stable id naming the results file: ``cpu-2core-amd-epyc``, ``cpu-2core-amd-epyc-bf16``,
+    ``gpu-nvidia-h200``. A CPU with native bf16 is its own machine: the CLI trains in bf16 there and in fp32
+    elsewhere, where the same fit can take twice as long."""
     if torch.cuda.is_available():
         return f"gpu-{slug(torch.cuda.get_device_name(0))}"
-    return f"cpu-{cores()}core-{slug(cpu_name(), 2)}" + ("-bf16" if native_bf16() else "")
+    return f"cpu-{cores()}core-{slug(cpu_name(), 2)}" + ("-bf16" if cpu_has_native_bf16() else "")
 
 
 def results_path() -> Path:
