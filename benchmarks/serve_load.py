@@ -9,7 +9,7 @@ Without --ckpt_path an untrained model is used (it costs the same to run): the K
 free 127.0.0.1 port; clients are threads of this process, each with one keep-alive connection (http.client), posting
 the 1000 ``test_set`` photos as raw ``image/jpeg`` bodies: 1 client (one photo at a time), 16 and 64 at once. Each
 scenario sends every photo once; it reports images per second, p50 and p99 latency, and errors (any status but
-200). The same run times ``predict_many`` on the same photos, and the README's ONNX example (Python start,
+200). The same run times ``predict_many`` on the same photos, and docs/deploying.md's ONNX example (Python start,
 onnxruntime import, one photo) in fresh processes. Clients and server share the machine's cores, as they would on
 one host. Prints a Markdown table and writes its rows to ``benchmarks/results/<machine>.csv`` (section ``serve``).
 """
@@ -84,8 +84,8 @@ def plural(count: int, noun: str) -> str:
 
 
 def onnx_fresh_process(model: Path, photo: Path, repeats: int = 3) -> list[dict[str, float]]:
-    """The README's onnxruntime example in fresh processes: total wall time and its parts, in seconds."""
-    text = (ROOT / "README.md").read_text()
+    """docs/deploying.md's onnxruntime example in fresh processes: total wall time and its parts, in seconds."""
+    text = (ROOT / "docs" / "deploying.md").read_text()
     example = next(block for block in re.findall(r"```python\n(.*?)```", text, re.S) if "import onnxruntime" in block)
     example = example.replace('"model.onnx"', repr(str(model))).replace('"photo.jpg"', repr(str(photo)))
     timed = (
@@ -129,7 +129,7 @@ def main() -> None:
         runs = onnx_fresh_process(models["fp32"], Path(paths[0]))
     median = sorted(runs, key=lambda run: run["total"])[len(runs) // 2]
     onnx = f"ONNX example in a fresh process, median of {len(runs)}"
-    section = "serve: the README's onnxruntime example"
+    section = "serve: the onnxruntime example of docs/deploying.md"
     results.add(section, f"{onnx}: total", median["total"], "s")
     results.add(section, f"{onnx}: onnxruntime import", median["import"], "s")
     results.add(section, f"{onnx}: session + one photo", median["rest"], "s")

@@ -107,10 +107,10 @@ def test_export_refuses_a_file_that_is_not_a_checkpoint(tmp_path, capsys):
     assert not (tmp_path / "m.onnx").exists()
 
 
-def test_the_readme_onnx_example_runs_in_a_fresh_process(exported, tmp_path):
-    """The README's onnxruntime + numpy + Pillow example, as written, on a generated photo."""
+def test_the_onnx_example_of_the_deploying_guide_runs_in_a_fresh_process(exported, tmp_path):
+    """docs/deploying.md's onnxruntime + numpy + Pillow example, as written, on a generated photo."""
     path, _, data = exported
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "deploying.md").read_text(), re.S)
     code = next(block for block in blocks if "import onnxruntime" in block)
     photo = next((data / "test_set" / "dogs").glob("*.jpg"))
     script = code.replace('"model.onnx"', repr(str(path))).replace('"photo.jpg"', repr(str(photo)))
